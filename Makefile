@@ -1,0 +1,43 @@
+# `make up` runs a node from ./gate.yaml; `make test` installs what the tests need and runs them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: up test lint typecheck unit system-deps bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# pip keeps its wheel cache in ~/.cache/pip, so a second install on a machine is fast.
+	$(BIN)/python -m pip install --quiet -e '.[test,p2p]'
+	touch $(STAMP)
+
+system-deps:
+	./scripts/system-deps.sh
+
+gate.yaml:
+	cp gate.yaml.example gate.yaml
+
+up: system-deps $(STAMP) gate.yaml
+	$(BIN)/gate up -f gate.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: system-deps $(STAMP)
+	$(MAKE) lint typecheck
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/reconcile.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

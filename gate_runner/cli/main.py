@@ -1,0 +1,433 @@
+"""The `gate` command line: parse arguments, run one command, map errors to exit codes."""
+
+from __future__ import annotations
+
+__all__ = ("main",)
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gate_runner import __version__
+from gate_runner.cli.client import ControlClient, RpcError, find_spec_file, locate_node
+from gate_runner.cli.output import emit, render_status, table
+from gate_runner.errors import GateError, SpecError
+
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+SPEC_INVALID = -32000  # components.control.rpc.SPEC_INVALID; not imported to keep the CLI light
+
+
+class UsageError(GateError):
+    """Raised for invalid command-line input (exit 2)."""
+
+
+def _client(args: argparse.Namespace) -> ControlClient:
+    return ControlClient(locate_node(control=args.control, spec_file=args.file))
+
+
+def _read_file(path: str) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"{path}: not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})",
+            hint="save the file as UTF-8",
+        ) from e
+
+
+# -- node lifecycle ---------------------------------------------------------------------
+
+
+def _pidfile(args: argparse.Namespace) -> Path:
+    from gate_runner.spec import NodeSpec, load_spec_file
+
+    loaded = load_spec_file(find_spec_file(args.file), expect_kind="Node")
+    assert isinstance(loaded.spec, NodeSpec)
+    return loaded.spec.data_dir / "gate.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    spec_path = find_spec_file(args.file).absolute()
+    if args.detach:
+        return _up_detached(args, spec_path)
+    import anyio
+
+    from gate_runner.logs import configure_logging
+    from gate_runner.reconcile.node import prepare, run_node
+
+    configure_logging(fmt=args.log_format, level=args.log_level)
+    boot = prepare(spec_path)
+    pidfile = boot.spec.data_dir / "gate.pid"
+    other = _running_pid(pidfile)
+    if other is not None and other != os.getpid():
+        raise GateError(
+            f"a node is already running with this dataDir (pid {other})",
+            hint="stop it with `gate down`, or give this node its own spec.dataDir",
+        )
+    pidfile.write_text(f"{os.getpid()}\n")
+    try:
+        anyio.run(run_node, boot, backend="trio")
+    finally:
+        if _running_pid(pidfile) == os.getpid():
+            pidfile.unlink(missing_ok=True)
+    return EXIT_OK
+
+
+def _up_detached(args: argparse.Namespace, spec_path: Path) -> int:
+    from gate_runner.reconcile.node import prepare
+
+    boot = prepare(spec_path)  # fail here, in the foreground, on a bad spec or key
+    boot.state.close()
+    log_path = boot.spec.data_dir / "gate.log"
+    command = [
+        sys.executable,
+        "-m",
+        "gate_runner",
+        "up",
+        "-f",
+        str(spec_path),
+        "--log-format",
+        "json",
+        "--log-level",
+        args.log_level,
+    ]
+    with log_path.open("ab") as log_file:
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+        )
+    client = ControlClient(locate_node(control=None, spec_file=str(spec_path)), timeout=2.0)
+    deadline = time.monotonic() + 20
+    with client:
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                print(
+                    f"gate up: the node exited with code {child.returncode}; see {log_path}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+            try:
+                status = client.call("node.status")
+            except GateError:
+                time.sleep(0.1)
+                continue
+            print(
+                f"node {status['name']} running in the background (pid {child.pid}), "
+                f"generation {status['spec']['generation']}; log: {log_path}"
+            )
+            return EXIT_OK
+    print(f"gate up: the node did not answer within 20s; see {log_path}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    pidfile = _pidfile(args)
+    pid = _running_pid(pidfile)
+    try:
+        with _client(args) as client:
+            client.call("node.shutdown")
+    except GateError as e:
+        if pid is None:
+            raise GateError("no running node found", hint=str(e)) from e
+        os.kill(pid, signal.SIGTERM)
+    if pid is not None:
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            print(f"node (pid {pid}) is still stopping", file=sys.stderr)
+            return EXIT_FAILURE
+    print("node stopped")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        emit(client.call("node.status"), args.output, render_status)
+    return EXIT_OK
+
+
+# -- the spec -----------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from gate_runner.spec import load_spec_file
+
+    if args.file is None:
+        raise UsageError("validate needs -f FILE")
+    try:
+        loaded = load_spec_file(args.file)
+    except OSError as e:
+        raise UsageError(f"cannot read {args.file}: {e.strerror}") from e
+    extra = f" (migrated from {loaded.migrated_from})" if loaded.migrated_from else ""
+    print(f"{args.file}: valid {loaded.kind} spec{extra}")
+    return EXIT_OK
+
+
+def _apply_params(args: argparse.Namespace) -> dict[str, Any]:
+    if args.file is None:
+        raise UsageError(f"{args.command} needs -f FILE")
+    return {"yaml": _read_file(args.file), "source": str(Path(args.file).absolute())}
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.call("spec.diff", _apply_params(args))
+    print(result["diff"] or f"no changes against generation {result['generation']}", end="")
+    if result["diff"] == "":
+        print()
+    return EXIT_OK
+
+
+def _print_apply(result: dict[str, Any], *, verb: str) -> None:
+    if result.get("diff"):
+        print(result["diff"], end="" if result["diff"].endswith("\n") else "\n")
+    if result.get("dryRun"):
+        print(f"dry run: nothing applied (generation stays {result['generation']})")
+    elif not result.get("changed"):
+        print(f"no changes: generation stays {result['generation']}")
+    else:
+        state = "converged" if result.get("converged") else "still converging"
+        print(
+            f"{verb} generation {result['generation']}, {state} "
+            f"(observed {result.get('observedGeneration')})"
+        )
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    params = _apply_params(args)
+    params["dryRun"] = args.dry_run
+    if args.expected_generation is not None:
+        params["expectedGeneration"] = args.expected_generation
+    with _client(args) as client:
+        result = client.call("spec.apply", params)
+    _print_apply(result, verb="applied")
+    return EXIT_OK if result.get("converged", True) else EXIT_FAILURE
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    params = {} if args.generation is None else {"generation": args.generation}
+    with _client(args) as client:
+        result = client.call("spec.rollback", params)
+    _print_apply(result, verb=f"rolled back to generation {result['rolledBackTo']} as")
+    return EXIT_OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.call("spec.get")
+    if args.output == "table":
+        sys.stdout.write(result["yaml"])
+    else:
+        emit(result["document"], args.output, str)
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        entries = client.call("spec.history", {"limit": args.limit})
+    emit(
+        entries,
+        args.output,
+        lambda rows: table(
+            ["GENERATION", "APPLIED", "ORIGIN", "SOURCE"],
+            [[e["generation"], e["appliedAt"], e["origin"], e["source"]] for e in rows],
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from gate_runner.spec import migrate_text
+    from gate_runner.spec.write import atomic_write
+
+    if args.file is None:
+        raise UsageError("migrate needs -f FILE")
+    text = _read_file(args.file)
+    new_text, old_version = migrate_text(text, source=args.file)
+    if old_version is None:
+        print(f"{args.file}: already current; nothing to do")
+        return EXIT_OK
+    if args.stdout:
+        sys.stdout.write(new_text)
+        return EXIT_OK
+    path = Path(args.file)
+    atomic_write(path.with_name(path.name + ".bak"), text)
+    atomic_write(path, new_text)
+    print(f"{args.file}: migrated from {old_version}; the old file is at {path.name}.bak")
+    return EXIT_OK
+
+
+# -- identity -----------------------------------------------------------------------------
+
+
+def _key_path(args: argparse.Namespace) -> Path:
+    from gate_runner.spec import NodeSpec, load_spec_file
+
+    loaded = load_spec_file(find_spec_file(args.file), expect_kind="Node")
+    assert isinstance(loaded.spec, NodeSpec)
+    return loaded.spec.key_path
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    from gate_runner.identity import Identity
+
+    if args.id_command == "import":
+        source = Path(args.pem)
+        try:
+            identity = Identity.from_pem(source.read_bytes())
+        except OSError as e:
+            raise UsageError(f"cannot read {source}: {e.strerror}") from e
+        key_path = _key_path(args)
+        key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        identity.save(key_path, overwrite=args.force)
+        print(f"imported {identity.node_id.peer_id} into {key_path}")
+        return EXIT_OK
+    identity = Identity.load(_key_path(args))
+    if args.id_command == "export":
+        sys.stdout.write(identity.to_pem().decode())
+        return EXIT_OK
+    node_id = identity.node_id
+    data = {"peerId": node_id.peer_id, "hex": node_id.hex, "label": node_id.label}
+    emit(data, args.output, lambda d: "\n".join(f"{k:<7} {v}" for k, v in d.items()))
+    return EXIT_OK
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-f", "--file", help="spec file (default ./gate.yaml, then ~/.config/gate/gate.yaml)"
+    )
+    common.add_argument("--control", help="control address of the node (or GATE_CONTROL)")
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+
+    parser = argparse.ArgumentParser(
+        prog="gate",
+        description="Gate: share your inference engines with yourself and your friends.",
+        epilog="examples:\n  gate up -f gate.yaml\n  gate apply -f gate.yaml --dry-run\n"
+        "  gate status -o yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_: str,
+        parents: Sequence[argparse.ArgumentParser] = (common,),
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, parents=list(parents))
+        p.set_defaults(func=func)
+        return p
+
+    up = add("up", cmd_up, "run the node (in the foreground unless --detach)")
+    up.add_argument("--detach", "-d", action="store_true", help="run in the background")
+    up.add_argument("--log-format", choices=["auto", "text", "json"], default="auto")
+    up.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    add("down", cmd_down, "stop the running node")
+    add("status", cmd_status, "show the node's spec generation and components", (common, out))
+    add("validate", cmd_validate, "check a spec file without a running node")
+    apply = add("apply", cmd_apply, "apply a spec file to the running node, print the diff")
+    apply.add_argument("--dry-run", action="store_true", help="validate and diff only")
+    apply.add_argument(
+        "--expected-generation",
+        type=int,
+        metavar="N",
+        help="apply only if the node is at generation N",
+    )
+    add("diff", cmd_diff, "show what applying a spec file would change")
+    rollback = add("rollback", cmd_rollback, "re-apply an earlier generation (default: previous)")
+    rollback.add_argument("generation", type=int, nargs="?")
+    add("get", cmd_get, "print the spec the node is running (YAML by default)", (common, out))
+    history = add("history", cmd_history, "list accepted spec generations", (common, out))
+    history.add_argument("--limit", type=int, default=20)
+    migrate = add("migrate", cmd_migrate, "upgrade a spec file to the current apiVersion")
+    migrate.add_argument("--stdout", action="store_true", help="print instead of rewriting")
+
+    id_parser = sub.add_parser("id", help="show, export or import the node identity")
+    id_sub = id_parser.add_subparsers(dest="id_command", required=True, metavar="SUBCOMMAND")
+    for name, help_ in (
+        ("show", "print the node id in its three forms"),
+        ("export", "print the private key (PKCS#8 PEM) to stdout"),
+    ):
+        p = id_sub.add_parser(name, help=help_, parents=[common, out])
+        p.set_defaults(func=cmd_id)
+    imp = id_sub.add_parser(
+        "import", help="install a PKCS#8 PEM key as the node's key", parents=[common]
+    )
+    imp.add_argument("pem", help="PEM file to import")
+    imp.add_argument("--force", action="store_true", help="replace an existing key")
+    imp.set_defaults(func=cmd_id, output="table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_INVALID
+    except RpcError as e:
+        if e.code == SPEC_INVALID and isinstance(e.data, dict):
+            for issue in e.data.get("issues", []):
+                print(_format_issue(issue), file=sys.stderr)
+            return EXIT_INVALID
+        print(f"gate: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except UsageError as e:
+        print(f"gate: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    except GateError as e:
+        print(f"gate: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _format_issue(issue: dict[str, Any]) -> str:
+    from gate_runner.errors import SpecIssue
+
+    return str(SpecIssue(**issue))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

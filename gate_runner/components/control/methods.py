@@ -1,0 +1,116 @@
+"""The control plane's methods: each one reads status or changes the spec through the node."""
+
+from __future__ import annotations
+
+__all__ = ("build_methods",)
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from gate_runner.components.base import NodeHandle
+from gate_runner.components.control.rpc import InvalidParams, Method
+from gate_runner.spec import canonical_yaml
+
+
+def _param(params: dict[str, Any], name: str, kind: type, *, default: Any = ...) -> Any:
+    if name not in params:
+        if default is ...:
+            raise InvalidParams(f"missing {name!r}")
+        return default
+    value = params[name]
+    if kind is int and isinstance(value, bool):
+        raise InvalidParams(f"{name!r} must be an integer")
+    if value is not None and not isinstance(value, kind):
+        raise InvalidParams(f"{name!r} must be {kind.__name__}")
+    return value
+
+
+def build_methods(node: NodeHandle, *, stopping: anyio.Event) -> dict[str, Method]:
+    """``stopping`` is the serving instance's stop trigger: a call waiting for convergence
+    returns early when the apply it made restarts this very control server."""
+
+    async def wait_converged(generation: int, limit: float) -> bool:
+        converged = False
+        with anyio.move_on_after(limit):
+            async with anyio.create_task_group() as tg:
+
+                async def stop_waiting() -> None:
+                    await stopping.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(stop_waiting)
+                await node.wait_observed(generation)
+                converged = True
+                tg.cancel_scope.cancel()
+        return converged
+
+    async def node_status(params: dict[str, Any]) -> Any:
+        return node.status()
+
+    async def node_shutdown(params: dict[str, Any]) -> Any:
+        node.shutdown()
+        return {"shuttingDown": True}
+
+    async def spec_get(params: dict[str, Any]) -> Any:
+        document = node.spec_document()
+        status = node.status()["spec"]
+        return {
+            "generation": status["generation"],
+            "document": document,
+            "yaml": canonical_yaml(document),
+        }
+
+    def text_and_source(params: dict[str, Any]) -> tuple[str, str]:
+        return _param(params, "yaml", str), _param(params, "source", str, default="rpc") or "rpc"
+
+    async def spec_validate(params: dict[str, Any]) -> Any:
+        text, source = text_and_source(params)
+        return await node.validate(text, source=source)
+
+    async def spec_diff(params: dict[str, Any]) -> Any:
+        text, source = text_and_source(params)
+        return await node.diff(text, source=source)
+
+    async def spec_apply(params: dict[str, Any]) -> Any:
+        text, source = text_and_source(params)
+        result = await node.apply(
+            text,
+            source=source,
+            expected_generation=_param(params, "expectedGeneration", int, default=None),
+            dry_run=bool(_param(params, "dryRun", bool, default=False)),
+        )
+        return await with_convergence(result, params)
+
+    async def with_convergence(result: dict[str, Any], params: dict[str, Any]) -> Any:
+        if result.get("changed") and not result.get("dryRun"):
+            if _param(params, "wait", bool, default=True):
+                timeout = float(_param(params, "timeout", (int, float), default=15.0))  # type: ignore[arg-type]
+                result["converged"] = await wait_converged(result["generation"], timeout)
+            status = node.status()
+            result["observedGeneration"] = status["spec"]["observedGeneration"]
+            result["components"] = status["components"]
+        return result
+
+    async def spec_rollback(params: dict[str, Any]) -> Any:
+        result = await node.rollback(_param(params, "generation", int, default=None))
+        return await with_convergence(result, params)
+
+    async def spec_history(params: dict[str, Any]) -> Any:
+        limit = _param(params, "limit", int, default=50)
+        if limit < 1:
+            raise InvalidParams("'limit' must be at least 1")
+        return await node.history(limit)
+
+    table: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "node.status": node_status,
+        "node.shutdown": node_shutdown,
+        "spec.get": spec_get,
+        "spec.validate": spec_validate,
+        "spec.diff": spec_diff,
+        "spec.apply": spec_apply,
+        "spec.rollback": spec_rollback,
+        "spec.history": spec_history,
+    }
+    return table

@@ -1,0 +1,84 @@
+"""Serving an ASGI app with embedded hypercorn on trio, on a socket we bind ourselves."""
+
+from __future__ import annotations
+
+__all__ = ("bind_tcp", "serve_asgi")
+
+import errno
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from gate_runner.errors import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from gate_runner.spec import HostPort
+
+log = logging.getLogger("gate.http")
+
+
+def bind_tcp(address: HostPort, *, what: str) -> socket.socket:
+    """Bind and listen, turning OS errors into errors that say what to change.
+
+    We bind the socket ourselves, not through hypercorn's ``bind`` list, so that a busy
+    port is a typed, retryable error and the socket can be handed over intact.
+    """
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address.host, address.port))
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise TransientError(
+                f"{address} is already in use",
+                hint=f"stop the program using it, or change {what}",
+            ) from e
+        raise PermanentError(
+            f"cannot listen on {address}: {e.strerror}",
+            hint=f"use an address of this machine in {what}",
+        ) from e
+    sock.setblocking(False)
+    return sock
+
+
+class _Started:
+    def __init__(self, task_status: TaskStatus[None]) -> None:
+        self._task_status = task_status
+
+    def started(self, value: Any = None) -> None:
+        self._task_status.started()
+
+
+async def serve_asgi(
+    app: Any,
+    sock: socket.socket,
+    *,
+    stopping: anyio.Event,
+    graceful_timeout: float = 5.0,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``stopping`` is set; in-flight requests then get ``graceful_timeout``."""
+    config = Config()
+    config.graceful_timeout = graceful_timeout
+    config.errorlog = log
+    config.accesslog = None
+    sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+    try:
+        await worker_serve(
+            wrap_app(app, config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=sockets,
+            shutdown_trigger=stopping.wait,
+            task_status=_Started(task_status),
+        )
+    finally:
+        sock.close()

@@ -1,0 +1,13 @@
+"""The list of component kinds a node runs, in start order."""
+
+from __future__ import annotations
+
+__all__ = ("build_components",)
+
+from gate_runner.components.base import Component, Services
+from gate_runner.components.control import ControlComponent
+from gate_runner.components.timer import TimerComponent
+
+
+def build_components(services: Services) -> list[Component]:
+    return [ControlComponent(services), TimerComponent()]

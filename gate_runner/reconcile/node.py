@@ -1,0 +1,159 @@
+"""`gate up`: prepare the node's dataDir, then run controller, supervisor and watchers on trio."""
+
+from __future__ import annotations
+
+__all__ = ("Boot", "prepare", "run_node")
+
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from gate_runner.components.base import Services
+from gate_runner.components.registry import build_components
+from gate_runner.errors import GateError
+from gate_runner.identity import Identity
+from gate_runner.reconcile.controller import Controller
+from gate_runner.reconcile.status import ComponentStatus
+from gate_runner.reconcile.supervisor import Supervisor
+from gate_runner.reconcile.watcher import watch_spec_file
+from gate_runner.spec import LoadedSpec, NodeSpec, load_spec_file
+from gate_runner.state import StateDB, load_or_create_token
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Boot:
+    """Everything `gate up` sets up before the event loop starts."""
+
+    loaded: LoadedSpec
+    source: Path
+    identity: Identity
+    state: StateDB
+    token: str
+    identity_created: bool
+
+    @property
+    def spec(self) -> NodeSpec:
+        spec = self.loaded.spec
+        assert isinstance(spec, NodeSpec)
+        return spec
+
+
+def _ensure_writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # A real write, not os.access: access() says yes to root on a read-only mount.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise GateError(
+            f"dataDir {path} is not writable: {e.strerror}",
+            hint="set spec.dataDir to a directory this user can write, or fix its permissions",
+        ) from e
+
+
+def prepare(spec_path: Path) -> Boot:
+    """Load and check everything that must be right before serving. Raises SpecError for a
+    bad spec and GateError (IdentityError, StateError) for the rest."""
+    loaded = load_spec_file(spec_path, expect_kind="Node")
+    spec = loaded.spec
+    assert isinstance(spec, NodeSpec)
+    _ensure_writable_dir(spec.data_dir)
+    identity, created = Identity.load_or_create(spec.key_path)
+    state = StateDB(spec.data_dir / "state.db")
+    token = load_or_create_token(spec.data_dir / "control.token")
+    return Boot(loaded, spec_path, identity, state, token, created)
+
+
+async def run_node(
+    boot: Boot,
+    *,
+    resync_interval: float = 30.0,
+    shutdown_deadline: float = 10.0,
+    on_ready: Callable[[Controller], None] | None = None,
+) -> None:
+    """Run until node.shutdown, SIGTERM or SIGINT; a second signal stops at once."""
+
+    def on_change(status: ComponentStatus) -> None:
+        ready = status.conditions.get("Ready")
+        if ready is not None:
+            log.debug(
+                "component %s/%s: Ready=%s %s %s",
+                status.kind,
+                status.key,
+                ready.status,
+                ready.reason,
+                ready.message,
+            )
+
+    stop_watching = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        supervisor = Supervisor(task_group=tg, on_change=on_change)
+        controller = Controller(
+            boot=boot.loaded,
+            source=boot.source,
+            state=boot.state,
+            identity=boot.identity,
+            supervisor=supervisor,
+        )
+        services = Services(
+            node=controller,
+            identity=boot.identity,
+            state=boot.state,
+            data_dir=boot.spec.data_dir,
+            control_token=boot.token,
+        )
+        controller.components = build_components(services)
+
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    if controller.shutdown_requested.is_set():
+                        log.warning("second signal: stopping now")
+                        tg.cancel_scope.cancel()
+                        return
+                    log.info("received %s; shutting down", signal.Signals(signum).name)
+                    controller.shutdown()
+
+        async def resync() -> None:
+            # Level-triggered: re-read the file and re-converge even if an event was missed
+            # (bind mounts and network filesystems do not always deliver inotify events).
+            while True:
+                await anyio.sleep(resync_interval)
+                await controller.reload_file(origin="resync")
+                controller.kick()
+
+        tg.start_soon(on_signals)
+        await tg.start(controller.run)
+        await tg.start(
+            lambda task_status: watch_spec_file(
+                boot.source, controller.reload_file, stop=stop_watching, task_status=task_status
+            )
+        )
+        tg.start_soon(resync)
+        log.info(
+            "node %s ready: generation %d, pid %d",
+            boot.spec.name,
+            controller.generation,
+            os.getpid(),
+            extra={"peerId": boot.identity.node_id.peer_id},
+        )
+        if on_ready is not None:
+            on_ready(controller)
+
+        await controller.shutdown_requested.wait()
+        stop_watching.set()
+        with anyio.move_on_after(shutdown_deadline) as deadline:
+            await supervisor.stop_all()
+        if deadline.cancelled_caught:
+            log.warning("components did not stop within %.0fs", shutdown_deadline)
+        tg.cancel_scope.cancel()
+    boot.state.close()
+    log.info("node stopped")

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rig import GateNode
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[type[GateNode]]:
+    started: list[GateNode] = []
+
+    class _Node(GateNode):
+        def start(self, **kw: object) -> float:  # type: ignore[override]
+            started.append(self)
+            return super().start(**kw)  # type: ignore[arg-type]
+
+    yield _Node
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def node(tmp_path: Path, node_factory: type[GateNode]) -> GateNode:
+    n = node_factory(tmp_path)
+    n.start()
+    return n

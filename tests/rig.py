@@ -1,0 +1,166 @@
+"""The test rig's shared pieces: free ports, spec files, and `gate` processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A port free right now. Ports are picked at run time so that tests can run in parallel
+    and next to a user's node on the default ports."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def node_yaml(
+    tmp: Path, *, name: str = "test-node", control: int, api: int, p2p: int, extra: str = ""
+) -> str:
+    return f"""\
+# test node spec
+apiVersion: gate.hellas.ai/v1
+kind: Node
+metadata:
+  name: {name}  # the node's name
+spec:
+  dataDir: {tmp / "data"}
+  listen:
+    p2p: ["/ip4/127.0.0.1/tcp/{p2p}"]
+    api: 127.0.0.1:{api}
+    control: 127.0.0.1:{control}
+  providers:
+    discovery:
+      enabled: false
+{extra}"""
+
+
+def gate_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gate_runner", *args]
+
+
+def run_gate(*args: str, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        gate_cmd(*args), capture_output=True, text=True, timeout=timeout, check=False, **kw
+    )
+
+
+class GateNode:
+    """One `gate up` process, spoken to over its control RPC."""
+
+    def __init__(self, tmp: Path, *, spec_text: str | None = None, name: str = "test-node"):
+        self.tmp = tmp
+        self.control_port = free_port()
+        self.api_port = free_port()
+        self.p2p_port = free_port()
+        self.spec_path = tmp / "gate.yaml"
+        self.spec_path.write_text(
+            spec_text
+            or node_yaml(
+                tmp, name=name, control=self.control_port, api=self.api_port, p2p=self.p2p_port
+            )
+        )
+        self.log_path = tmp / "gate.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._id = 0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.tmp / "data"
+
+    def start(self, *, wait: bool = True, env: dict[str, str] | None = None) -> float:
+        """Start and return the seconds until node.status answered."""
+        began = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                gate_cmd(
+                    "up", "-f", str(self.spec_path), "--log-format", "json", "--log-level", "debug"
+                ),
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **(env or {})},
+            )
+        if wait:
+            self.wait_for(lambda: self.status() is not None, timeout=15, what="node ready")
+        return time.monotonic() - began
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "control.token").read_text().strip()
+
+    def rpc_raw(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._id += 1
+        response = httpx.post(
+            f"http://127.0.0.1:{self.control_port}/rpc",
+            json={"jsonrpc": "2.0", "method": method, "params": params or {}, "id": self._id},
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        reply: dict[str, Any] = response.json()
+        return reply
+
+    def rpc(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        reply = self.rpc_raw(method, params)
+        assert "error" not in reply, reply
+        return reply["result"]
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.rpc("node.status")
+            return result
+        except (httpx.HTTPError, OSError) as e:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"gate exited with {self.proc.returncode}:\n{self.log()}"
+                ) from e
+            return None
+
+    def generation(self) -> int:
+        status = self.status()
+        assert status is not None
+        return int(status["spec"]["generation"])
+
+    def wait_for(self, predicate: Callable[[], Any], *, timeout: float, what: str) -> float:
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            if predicate():
+                return time.monotonic() - began
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        return records
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as e:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"gate did not stop within {timeout}s\n{self.log()[-4000:]}"
+            ) from e
