@@ -59,3 +59,5 @@ def configure_logging(*, fmt: str = "auto", level: str = "info") -> None:
     # watchfiles logs every filtered event at debug: a log file next to gate.yaml would
     # otherwise feed itself.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    # APScheduler logs every job run at info: a health check every 15 s per provider.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

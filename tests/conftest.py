@@ -7,6 +7,9 @@ import pytest
 
 from tests.rig import GateNode
 
+# The real llama.cpp engine on a tiny generated model (DESIGN.md section 12).
+pytest_plugins = ("tests.llm.engine",)
+
 
 @pytest.fixture
 def node_factory(tmp_path: Path) -> Iterator[type[GateNode]]:

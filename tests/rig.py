@@ -61,7 +61,9 @@ def run_gate(*args: str, timeout: float = 30, **kw: Any) -> subprocess.Completed
 class GateNode:
     """One `gate up` process, spoken to over its control RPC."""
 
-    def __init__(self, tmp: Path, *, spec_text: str | None = None, name: str = "test-node"):
+    def __init__(
+        self, tmp: Path, *, spec_text: str | None = None, name: str = "test-node", extra: str = ""
+    ):
         self.tmp = tmp
         self.control_port = free_port()
         self.api_port = free_port()
@@ -70,7 +72,12 @@ class GateNode:
         self.spec_path.write_text(
             spec_text
             or node_yaml(
-                tmp, name=name, control=self.control_port, api=self.api_port, p2p=self.p2p_port
+                tmp,
+                name=name,
+                control=self.control_port,
+                api=self.api_port,
+                p2p=self.p2p_port,
+                extra=extra,
             )
         )
         self.log_path = tmp / "gate.out"
@@ -164,3 +171,43 @@ class GateNode:
             raise AssertionError(
                 f"gate did not stop within {timeout}s\n{self.log()[-4000:]}"
             ) from e
+
+
+class ServerProcess:
+    """A test server started as ``python -m MODULE --port 0 ...``, which prints
+    ``listening on http://HOST:PORT`` once it accepts connections."""
+
+    def __init__(self, module: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 15
+        line = b""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith(b"listening on "):
+                break
+            if not line and self.proc.poll() is not None:
+                break
+        else:
+            line = b""
+        if not line.startswith(b"listening on "):
+            self.stop()
+            raise AssertionError(f"{module} did not start: {line!r}")
+        self.url = line.split()[-1].decode()
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

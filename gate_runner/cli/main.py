@@ -289,6 +289,80 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- providers and requests --------------------------------------------------------------
+
+
+def _provider_rows(entries: list[dict[str, Any]]) -> str:
+    return table(
+        ["NAME", "KIND", "SOURCE", "HEALTH", "LATENCY", "MODELS", "BREAKER", "URL"],
+        [
+            [
+                e["name"],
+                e["kind"],
+                e["source"],
+                e["health"]["state"]
+                + (f" ({e['health']['error']})" if e["health"]["error"] else ""),
+                "" if e["health"]["latencyMs"] is None else f"{e['health']['latencyMs']:.1f}ms",
+                ", ".join(e["models"]) or "-",
+                e["breaker"],
+                e["url"] or "",
+            ]
+            for e in entries
+        ],
+    )
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.providers_command == "test":
+            params = {"name": args.name} if args.name else {}
+            print("probing providers...", file=sys.stderr)
+            entries = client.call("providers.test", params)
+        else:
+            entries = client.call("providers.list")
+    if not entries and args.output == "table":
+        print(
+            "no providers: start Ollama (11434) or LM Studio (1234), or add one under "
+            "spec.providers.static"
+        )
+        return EXIT_OK
+    emit(entries, args.output, _provider_rows)
+    if args.providers_command == "test":
+        unhealthy = [e["name"] for e in entries if e["health"]["state"] == "Unhealthy"]
+        return EXIT_FAILURE if unhealthy else EXIT_OK
+    return EXIT_OK
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.model:
+        params["model"] = args.model
+    with _client(args) as client:
+        records = client.call("requests.list", params)
+    emit(
+        records,
+        args.output,
+        lambda rows: table(
+            ["TIME", "ID", "MODEL", "PROVIDER", "STATUS", "LATENCY", "TTFT", "TOKENS", "SOURCE"],
+            [
+                [
+                    time.strftime("%H:%M:%S", time.localtime(r["startedAt"])),
+                    r["id"],
+                    r["model"] or "-",
+                    r["provider"] or "-",
+                    r["status"],
+                    f"{r['latencyMs']:.1f}ms",
+                    "-" if r["ttftMs"] is None else f"{r['ttftMs']:.1f}ms",
+                    "-" if r["completionTokens"] is None else r["completionTokens"],
+                    r["source"],
+                ]
+                for r in rows
+            ],
+        ),
+    )
+    return EXIT_OK
+
+
 # -- identity -----------------------------------------------------------------------------
 
 
@@ -379,6 +453,27 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, default=20)
     migrate = add("migrate", cmd_migrate, "upgrade a spec file to the current apiVersion")
     migrate.add_argument("--stdout", action="store_true", help="print instead of rewriting")
+
+    providers = sub.add_parser("providers", help="list or probe the node's providers")
+    prov_sub = providers.add_subparsers(
+        dest="providers_command", required=True, metavar="SUBCOMMAND"
+    )
+    p = prov_sub.add_parser(
+        "ls", help="list providers, their health and models", parents=[common, out]
+    )
+    p.set_defaults(func=cmd_providers)
+    p = prov_sub.add_parser(
+        "test", help="probe providers now (exit 1 if one is unhealthy)", parents=[common, out]
+    )
+    p.add_argument("name", nargs="?", help="one provider (default: all)")
+    p.set_defaults(func=cmd_providers)
+
+    requests = sub.add_parser("requests", help="the request log")
+    req_sub = requests.add_subparsers(dest="requests_command", required=True, metavar="SUBCOMMAND")
+    p = req_sub.add_parser("ls", help="list recent requests", parents=[common, out])
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--model", help="only requests for this model")
+    p.set_defaults(func=cmd_requests)
 
     id_parser = sub.add_parser("id", help="show, export or import the node identity")
     id_sub = id_parser.add_subparsers(dest="id_command", required=True, metavar="SUBCOMMAND")

@@ -13,9 +13,14 @@ import anyio
 from anyio.abc import TaskStatus
 
 if TYPE_CHECKING:
+    from apscheduler import AsyncScheduler
+
     from gate_runner.identity import Identity
+    from gate_runner.metrics import Metrics
+    from gate_runner.providers.registry import ProviderRegistry
     from gate_runner.spec import NodeSpec
     from gate_runner.state import StateDB
+    from gate_runner.state.requests import RequestLog
 
 
 class RunContext:
@@ -98,3 +103,7 @@ class Services:
     state: StateDB
     data_dir: Path
     control_token: str
+    providers: ProviderRegistry
+    requests: RequestLog
+    metrics: Metrics
+    scheduler: AsyncScheduler

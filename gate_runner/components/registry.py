@@ -4,10 +4,19 @@ from __future__ import annotations
 
 __all__ = ("build_components",)
 
+from gate_runner.components.api import ApiComponent
 from gate_runner.components.base import Component, Services
 from gate_runner.components.control import ControlComponent
+from gate_runner.components.discovery import DiscoveryComponent
+from gate_runner.components.providers import ProviderComponent
 from gate_runner.components.timer import TimerComponent
 
 
 def build_components(services: Services) -> list[Component]:
-    return [ControlComponent(services), TimerComponent()]
+    return [
+        ControlComponent(services),
+        ProviderComponent(services),
+        DiscoveryComponent(services),
+        ApiComponent(services),
+        TimerComponent(),
+    ]

@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+from apscheduler import AsyncScheduler
 
 from gate_runner.components.base import Services
 from gate_runner.components.registry import build_components
 from gate_runner.errors import GateError
 from gate_runner.identity import Identity
+from gate_runner.metrics import Metrics
+from gate_runner.providers.registry import ProviderRegistry
 from gate_runner.reconcile.controller import Controller
 from gate_runner.reconcile.status import ComponentStatus
 from gate_runner.reconcile.supervisor import Supervisor
 from gate_runner.reconcile.watcher import watch_spec_file
 from gate_runner.spec import LoadedSpec, NodeSpec, load_spec_file
 from gate_runner.state import StateDB, load_or_create_token
+from gate_runner.state.requests import RequestLog
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,13 @@ async def run_node(
             )
 
     stop_watching = anyio.Event()
-    async with anyio.create_task_group() as tg:
+    spec = boot.spec
+    requests = RequestLog(
+        boot.state, retention=spec.request_log.retention, max_age=spec.request_log.max_age
+    )
+    async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
+        await scheduler.start_in_background()
+        await tg.start(requests.run)
         supervisor = Supervisor(task_group=tg, on_change=on_change)
         controller = Controller(
             boot=boot.loaded,
@@ -109,6 +119,10 @@ async def run_node(
             state=boot.state,
             data_dir=boot.spec.data_dir,
             control_token=boot.token,
+            providers=ProviderRegistry(),
+            requests=requests,
+            metrics=Metrics(),
+            scheduler=scheduler,
         )
         controller.components = build_components(services)
 
@@ -154,6 +168,7 @@ async def run_node(
             await supervisor.stop_all()
         if deadline.cancelled_caught:
             log.warning("components did not stop within %.0fs", shutdown_deadline)
-        tg.cancel_scope.cancel()
+        tg.cancel_scope.cancel()  # the request log flushes what it holds as it is cancelled
+        await scheduler.stop()
     boot.state.close()
     log.info("node stopped")

@@ -17,9 +17,12 @@ __all__ = (
     "DEFAULT_RELAY_TLS",
     "AcmeSpec",
     "AllowRule",
+    "BreakerSpec",
+    "ApiLimitsSpec",
     "CloudflareSpec",
     "DebugSpec",
     "DiscoverySpec",
+    "DiscoveryTarget",
     "DnsSpec",
     "EndpointsSpec",
     "FleetMember",
@@ -36,6 +39,7 @@ __all__ = (
     "RegistrySpec",
     "RelayListenSpec",
     "RelaySpec",
+    "RequestLogSpec",
     "RetrySpec",
     "Rfc2136Spec",
     "RoutingSpec",
@@ -116,9 +120,23 @@ class ListenSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryTarget:
+    name: str
+    kind: str  # "ollama" | "openai"
+    url: str
+
+
+DEFAULT_DISCOVERY_TARGETS = (
+    DiscoveryTarget("ollama", "ollama", "http://127.0.0.1:11434"),
+    DiscoveryTarget("lmstudio", "openai", "http://127.0.0.1:1234/v1"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class DiscoverySpec:
     enabled: bool = True
     interval: float = 30.0
+    targets: tuple[DiscoveryTarget, ...] = DEFAULT_DISCOVERY_TARGETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +189,16 @@ class RetrySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerSpec:
+    failure_threshold: int = 5
+    cooldown: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingSpec:
     strategy: str = "prefer-local"  # "local-only" | "prefer-local" | "load-balance"
     retry: RetrySpec = RetrySpec()
+    circuit_breaker: BreakerSpec = BreakerSpec()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +217,18 @@ class PublicEndpointSpec:
 @dataclass(frozen=True, slots=True)
 class EndpointsSpec:
     public: PublicEndpointSpec = PublicEndpointSpec()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiLimitsSpec:
+    max_request_body: int = 8 << 20
+    max_response_body: int = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogSpec:
+    retention: int = 100_000
+    max_age: float = 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +258,8 @@ class NodeSpec:
     trust: TrustSpec = TrustSpec()
     routing: RoutingSpec = RoutingSpec()
     endpoints: EndpointsSpec = EndpointsSpec()
+    limits: ApiLimitsSpec = ApiLimitsSpec()
+    request_log: RequestLogSpec = RequestLogSpec()
     debug: DebugSpec = DebugSpec()
 
     @property
@@ -351,6 +390,7 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
     trust = _section(spec, "trust")
     routing = _section(spec, "routing")
     retry = _section(routing, "retry")
+    breaker = _section(routing, "circuitBreaker")
     public = _section(_section(spec, "endpoints"), "public")
     acme = _section(public, "acme")
     return NodeSpec(
@@ -369,6 +409,12 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
             discovery=DiscoverySpec(
                 enabled=bool(discovery.get("enabled", True)),
                 interval=parse_duration(discovery.get("interval", "30s")),
+                targets=tuple(
+                    DiscoveryTarget(name=t["name"], kind=t["kind"], url=t["url"])
+                    for t in discovery["targets"]
+                )
+                if "targets" in discovery
+                else DEFAULT_DISCOVERY_TARGETS,
             ),
             static=tuple(
                 ProviderSpec(
@@ -404,6 +450,10 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
                 initial_backoff=parse_duration(retry.get("initialBackoff", "200ms")),
                 max_backoff=parse_duration(retry.get("maxBackoff", "5s")),
             ),
+            circuit_breaker=BreakerSpec(
+                failure_threshold=int(breaker.get("failureThreshold", 5)),
+                cooldown=parse_duration(breaker.get("cooldown", "5s")),
+            ),
         ),
         endpoints=EndpointsSpec(
             public=PublicEndpointSpec(
@@ -411,6 +461,14 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
                 relays=_strings(public.get("relays")),
                 acme=AcmeSpec(email=acme.get("email"), directory=acme.get("directory")),
             )
+        ),
+        limits=ApiLimitsSpec(
+            max_request_body=parse_size(_section(spec, "limits").get("maxRequestBody", "8MiB")),
+            max_response_body=parse_size(_section(spec, "limits").get("maxResponseBody", "64MiB")),
+        ),
+        request_log=RequestLogSpec(
+            retention=int(_section(spec, "requestLog").get("retention", 100_000)),
+            max_age=parse_duration(_section(spec, "requestLog").get("maxAge", "168h")),
         ),
         debug=DebugSpec(
             timers=tuple(

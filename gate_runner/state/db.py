@@ -5,15 +5,20 @@ from __future__ import annotations
 __all__ = ("HistoryEntry", "StateDB", "StateError")
 
 import importlib.resources
+import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import anyio.to_thread
 
 from gate_runner.errors import GateError
+
+T = TypeVar("T")
 
 
 class StateError(GateError):
@@ -64,6 +69,9 @@ class StateDB:
         self.path = path
         self._lock = threading.Lock()
         try:
+            # Create the file 0600 before SQLite opens it: the -wal and -shm files it makes
+            # copy the database's mode, and they hold recent rows too.
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -71,6 +79,11 @@ class StateDB:
         except sqlite3.Error as e:
             raise StateError(
                 f"cannot open {path}: {e}",
+                hint="check that dataDir exists and is writable by this user",
+            ) from e
+        except OSError as e:
+            raise StateError(
+                f"cannot create {path}: {e.strerror}",
                 hint="check that dataDir exists and is writable by this user",
             ) from e
         path.chmod(0o600)
@@ -93,6 +106,21 @@ class StateDB:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in a worker thread while holding the connection lock.
+
+        The hook for modules that keep their own SQL (the request log): ``fn`` owns the
+        connection for its duration and manages its own transaction, since the connection
+        is in autocommit mode (``BEGIN``/``COMMIT`` explicitly for multi-statement writes).
+        It is not cancellable once started: the thread always finishes what it began.
+        """
+
+        def locked() -> T:
+            with self._lock:
+                return fn(self._conn)
+
+        return await anyio.to_thread.run_sync(locked)
 
     # -- spec history -------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ __all__ = ("build_app",)
 
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,7 +29,13 @@ def _host_allowed(host_header: str, bound_host: str) -> bool:
     return host in _LOOPBACK_HOSTS or host == bound_host.lower() or host.startswith("127.")
 
 
-def build_app(*, dispatcher: Dispatcher, token: str, bound_host: str) -> Starlette:
+def build_app(
+    *,
+    dispatcher: Dispatcher,
+    token: str,
+    bound_host: str,
+    metrics: Callable[[str | None], tuple[bytes, str]],
+) -> Starlette:
     expected = f"Bearer {token}".encode()
 
     def denied(request: Request) -> Response | None:
@@ -57,9 +64,20 @@ def build_app(*, dispatcher: Dispatcher, token: str, bound_host: str) -> Starlet
             return Response(status_code=204)
         return Response(json.dumps(reply), media_type="application/json")
 
+    async def prometheus(request: Request) -> Response:
+        refusal = denied(request)
+        if refusal is not None:
+            return refusal
+        body, content_type = metrics(request.headers.get("accept"))
+        return Response(body, headers={"content-type": content_type})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     return Starlette(
-        routes=[Route("/rpc", rpc, methods=["POST"]), Route("/healthz", healthz)],
+        routes=[
+            Route("/rpc", rpc, methods=["POST"]),
+            Route("/metrics", prometheus),
+            Route("/healthz", healthz),
+        ],
     )

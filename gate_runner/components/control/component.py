@@ -41,9 +41,10 @@ class ControlComponent:
         sock = bind_tcp(slice_.address, what="spec.listen.control")
         bound = sock.getsockname()
         app = build_app(
-            dispatcher=Dispatcher(build_methods(self._services.node, stopping=ctx.stopping)),
+            dispatcher=Dispatcher(build_methods(self._services, stopping=ctx.stopping)),
             token=self._services.control_token,
             bound_host=slice_.address.host,
+            metrics=self._services.metrics.render,
         )
         ctx.set_condition("Ready", True, "Listening", f"{slice_.address.host}:{bound[1]}")
         log.info("control server listening on %s:%d", slice_.address.host, bound[1])

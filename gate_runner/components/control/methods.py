@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from gate_runner.components.base import NodeHandle
+from gate_runner.components.base import NodeHandle, Services
 from gate_runner.components.control.rpc import InvalidParams, Method
 from gate_runner.spec import canonical_yaml
 
@@ -27,9 +27,10 @@ def _param(params: dict[str, Any], name: str, kind: type, *, default: Any = ...)
     return value
 
 
-def build_methods(node: NodeHandle, *, stopping: anyio.Event) -> dict[str, Method]:
+def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Method]:
     """``stopping`` is the serving instance's stop trigger: a call waiting for convergence
     returns early when the apply it made restarts this very control server."""
+    node: NodeHandle = services.node
 
     async def wait_converged(generation: int, limit: float) -> bool:
         converged = False
@@ -103,7 +104,38 @@ def build_methods(node: NodeHandle, *, stopping: anyio.Event) -> dict[str, Metho
             raise InvalidParams("'limit' must be at least 1")
         return await node.history(limit)
 
+    async def requests_list(params: dict[str, Any]) -> Any:
+        limit = _param(params, "limit", int, default=100)
+        if not 1 <= limit <= 10_000:
+            raise InvalidParams("'limit' must be between 1 and 10000")
+        records = await services.requests.list(
+            limit=limit,
+            before=_param(params, "before", (int, float), default=None),  # type: ignore[arg-type]
+            model=_param(params, "model", str, default=None),
+            status=_param(params, "status", int, default=None),
+        )
+        return [r.to_dict() for r in records]
+
+    async def providers_list(params: dict[str, Any]) -> Any:
+        return [e.to_dict() for e in services.providers.entries()]
+
+    async def providers_test(params: dict[str, Any]) -> Any:
+        """Probe providers now (one by name, or all): health, latency and models."""
+        name = _param(params, "name", str, default=None)
+        entries = services.providers.entries()
+        if name is not None:
+            entries = [e for e in entries if e.name == name]
+            if not entries:
+                raise InvalidParams(f"no provider named {name!r}; see providers.list")
+        async with anyio.create_task_group() as tg:
+            for entry in entries:
+                tg.start_soon(services.providers.refresh, entry)
+        return [e.to_dict() for e in entries]
+
     table: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "requests.list": requests_list,
+        "providers.list": providers_list,
+        "providers.test": providers_test,
         "node.status": node_status,
         "node.shutdown": node_shutdown,
         "spec.get": spec_get,

@@ -1,0 +1,189 @@
+"""The `api` component: the OpenAI-compatible endpoint on spec.listen.api."""
+
+from __future__ import annotations
+
+__all__ = ("ApiComponent", "ApiSlice")
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from gate_runner.components.api.app import ApiApp
+from gate_runner.components.api.proxy import Proxy, RequestOutcome
+from gate_runner.components.base import RunContext, Services
+from gate_runner.components.httpserve import bind_tcp, serve_asgi
+from gate_runner.errors import PermanentError, TransientError
+from gate_runner.spec import HostPort, NodeSpec, RoutingSpec
+from gate_runner.state.requests import RequestRecord
+
+log = logging.getLogger(__name__)
+
+_PATHS = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
+# In-flight requests on a socket being given up (a new listen address, or shutdown) get this
+# long to finish; streams of long generations are the ones that need it.
+GRACEFUL_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSlice:
+    address: HostPort
+    api_keys: tuple[str, ...]  # names of env vars
+    routing: RoutingSpec
+    node_name: str
+    max_request_body: int
+
+
+@dataclass(slots=True)
+class _Live:
+    app: ApiApp
+    proxy: Proxy
+    task_group: TaskGroup
+    stop_serving: anyio.Event
+    ctx: RunContext
+
+
+def _resolve_keys(names: tuple[str, ...]) -> frozenset[bytes]:
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        raise PermanentError(
+            f"spec.listen.apiKeys names {', '.join(missing)}, which is not set",
+            hint="export the variable before `gate up`, or remove it from apiKeys",
+        )
+    return frozenset(os.environ[n].encode() for n in names)
+
+
+class ApiComponent:
+    kind: ClassVar[str] = "api"
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._live: dict[str, _Live] = {}
+
+    def desired(self, spec: NodeSpec) -> Mapping[str, ApiSlice]:
+        return {
+            "api": ApiSlice(
+                address=spec.listen.api,
+                api_keys=spec.listen.api_keys,
+                routing=spec.routing,
+                node_name=spec.name,
+                max_request_body=spec.limits.max_request_body,
+            )
+        }
+
+    def _node_info(self) -> dict[str, str]:
+        live = next(iter(self._live.values()), None)
+        return {
+            "hex": self._services.identity.node_id.hex,
+            "name": live.proxy.node_name if live else "",
+        }
+
+    async def run(
+        self, name: str, slice_: ApiSlice, ctx: RunContext, *, task_status: TaskStatus[None]
+    ) -> None:
+        services = self._services
+        proxy = Proxy(
+            registry=services.providers,
+            routing=slice_.routing,
+            node_name=slice_.node_name,
+            max_body=slice_.max_request_body,
+            on_start=lambda: services.metrics.in_flight(1),
+            on_done=self._record,
+        )
+        app = ApiApp(
+            proxy=proxy,
+            registry=services.providers,
+            node_info=self._node_info,
+            api_keys=_resolve_keys(slice_.api_keys),
+        )
+        sock = bind_tcp(slice_.address, what="spec.listen.api")
+        async with anyio.create_task_group() as tg:
+            stop_serving = anyio.Event()
+            await tg.start(self._serve, app, sock, stop_serving)
+            self._live[name] = _Live(app, proxy, tg, stop_serving, ctx)
+            ctx.set_condition("Ready", True, "Listening", self._where(slice_.address, sock))
+            task_status.started()
+            try:
+                await ctx.stopping.wait()
+            finally:
+                live = self._live.pop(name)
+                live.stop_serving.set()
+
+    @staticmethod
+    def _where(address: HostPort, sock: socket.socket) -> str:
+        return f"{address.host}:{sock.getsockname()[1]}"
+
+    @staticmethod
+    async def _serve(
+        app: ApiApp,
+        sock: socket.socket,
+        stop: anyio.Event,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await serve_asgi(
+            app,
+            sock,
+            stopping=stop,
+            graceful_timeout=GRACEFUL_TIMEOUT,
+            task_status=task_status,
+        )
+
+    async def update(self, name: str, old: ApiSlice, new: ApiSlice) -> bool:
+        """Everything applies in place. A new address gets a new socket first; the old one
+        then stops accepting and its in-flight requests finish on it."""
+        live = self._live.get(name)
+        if live is None:
+            return False
+        try:
+            keys = _resolve_keys(new.api_keys)
+        except PermanentError:
+            return False  # the restart reports it
+        if new.address != old.address:
+            try:
+                sock = bind_tcp(new.address, what="spec.listen.api")
+            except (TransientError, PermanentError):
+                return False  # the restart path retries and reports the bind error
+            stop_new = anyio.Event()
+            await live.task_group.start(self._serve, live.app, sock, stop_new)
+            live.stop_serving.set()
+            live.stop_serving = stop_new
+            live.ctx.set_condition("Ready", True, "Listening", self._where(new.address, sock))
+        live.app.api_keys = keys
+        live.proxy.routing = new.routing
+        live.proxy.node_name = new.node_name
+        live.proxy.max_body = new.max_request_body
+        return True
+
+    def _record(self, outcome: RequestOutcome, started_at: float, latency: float) -> None:
+        usage = outcome.usage or {}
+        record = RequestRecord(
+            id=outcome.request_id,
+            started_at=started_at,
+            method="POST",
+            path=_PATHS[outcome.op],
+            model=outcome.model,
+            source=outcome.source,
+            target_node=None,
+            provider=outcome.provider,
+            status=outcome.status,
+            latency_ms=latency * 1000,
+            ttft_ms=None if outcome.ttft is None else outcome.ttft * 1000,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            attempts=outcome.attempts,
+            stream=outcome.stream,
+            error=outcome.error,
+        )
+        self._services.metrics.in_flight(-1)
+        self._services.metrics.observe(record)
+        self._services.requests.record(record)

@@ -1,0 +1,418 @@
+"""The hot path: one API request to a provider, with retries before the first byte,
+circuit breakers, load tracking, disconnect cancellation and the request record."""
+
+from __future__ import annotations
+
+__all__ = ("Proxy", "RequestOutcome")
+
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import trio
+
+from gate_runner.httpclient import (
+    ResponseTooLarge,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gate_runner.providers.base import Operation, Reply, UpstreamRequest
+from gate_runner.providers.registry import ProviderEntry, ProviderRegistry
+from gate_runner.routing import full_jitter, order_targets
+from gate_runner.spec import RoutingSpec
+from gate_runner.wire.openai import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+    OpenAIError,
+    validate_chat,
+    validate_completion,
+    validate_embeddings,
+)
+from gate_runner.wire.sse import encode_json
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_Parsed = ChatRequest | CompletionRequest | EmbeddingsRequest
+_VALIDATE: dict[str, Callable[[object], _Parsed]] = {
+    "chat": validate_chat,
+    "completions": validate_completion,
+    "embeddings": validate_embeddings,
+}
+_ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-", "embeddings": "embd-"}
+_RETRYABLE_STATUS = {502, 503, 504}
+# Non-streamed bodies up to this size are parsed after forwarding, for their token usage.
+_USAGE_SCAN_LIMIT = 1 << 20
+CLIENT_CLOSED = 499  # nginx's code for "the client went away first"
+# A failed attempt counts in the latency average as this slow, so the load-aware order moves
+# a failing target behind the ones that answer, before its breaker even opens.
+FAILURE_PENALTY = 1.0
+
+
+@dataclass(slots=True)
+class RequestOutcome:
+    """What the request log and metrics need to know about one request."""
+
+    request_id: str
+    op: Operation
+    source: str = ""
+    model: str | None = None
+    provider: str | None = None
+    status: int = 500
+    attempts: int = 0
+    stream: bool = False
+    ttft: float | None = None  # seconds
+    usage: dict[str, int] | None = None
+    error: str | None = None
+    responded: bool = False  # the last byte of the response has been handed to the server
+
+
+class _ClientGone(Exception):
+    """The client disconnected; the upstream request was cancelled."""
+
+
+def _upstream_error(error: Exception, provider: str) -> OpenAIError:
+    if isinstance(error, OpenAIError):
+        return error
+    if isinstance(error, UpstreamTimeout):
+        return OpenAIError.upstream_timeout(f"provider {provider} did not answer in time: {error}")
+    if isinstance(error, UpstreamConnectError):
+        return OpenAIError.no_provider(
+            f"provider {provider} is unreachable: {error}",
+            hint="check that the engine is running, or `gate providers test`",
+        )
+    if isinstance(error, ResponseTooLarge):
+        return OpenAIError.bad_gateway(str(error), code="upstream_too_large")
+    return OpenAIError.bad_gateway(f"provider {provider} failed: {error}")
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, OpenAIError):
+        return error.status in _RETRYABLE_STATUS
+    return isinstance(error, UpstreamError) and not isinstance(error, ResponseTooLarge)
+
+
+def _sniff_usage(chunk: bytes) -> dict[str, int] | None:
+    """Find a usage object in SSE bytes without decoding every event: only events that
+    mention usage are parsed (OpenAI sends it once, in the last chunk)."""
+    found = None
+    for line in chunk.split(b"\n"):
+        if line.startswith(b"data: {") and b'"usage":{' in line:
+            try:
+                usage = json.loads(line[6:]).get("usage")
+            except ValueError:
+                continue
+            if isinstance(usage, dict):
+                found = usage
+    return found
+
+
+class Proxy:
+    """Forwards validated requests to the best provider. ``config`` is swapped in place when
+    routing or the node name change, so such edits restart nothing."""
+
+    def __init__(
+        self,
+        *,
+        registry: ProviderRegistry,
+        routing: RoutingSpec,
+        node_name: str,
+        max_body: int,
+        on_start: Callable[[], None],
+        on_done: Callable[[RequestOutcome, float, float], None],
+    ) -> None:
+        self.registry = registry
+        self.routing = routing
+        self.node_name = node_name
+        self.max_body = max_body
+        self._on_start = on_start
+        self._on_done = on_done  # (outcome, started wall time, latency seconds)
+
+    async def handle(self, op: Operation, scope: Scope, receive: Receive, send: Send) -> None:
+        started_wall = time.time()
+        began = time.perf_counter()
+        outcome = RequestOutcome(request_id=_ID_PREFIX[op] + secrets.token_hex(12), op=op)
+        client = scope.get("client")
+        if client:
+            outcome.source = f"{client[0]}:{client[1]}"
+        headers_sent = False
+        self._on_start()
+
+        async def send_tracking(message: MutableMapping[str, Any]) -> None:
+            nonlocal headers_sent
+            headers_sent = True
+            await send(message)
+
+        try:
+            body = await self._read_body(receive)
+            try:
+                document = json.loads(body)
+            except ValueError as e:
+                raise OpenAIError.invalid_request(
+                    f"the request body is not valid JSON: {e}",
+                    hint="send a JSON object with Content-Type: application/json",
+                ) from e
+            parsed = _VALIDATE[op](document)
+            outcome.model = parsed.model
+            outcome.stream = bool(getattr(parsed, "stream", False))
+            self._check_target(parsed.peer, scope)
+            request = UpstreamRequest(
+                op=op, parsed=parsed, raw_body=body, request_id=outcome.request_id
+            )
+            await self._with_disconnect(request, outcome, receive, send_tracking, began)
+        except OpenAIError as e:
+            outcome.status = e.status
+            outcome.error = e.message
+            if not headers_sent:
+                await send_error(send, e, request_id=outcome.request_id)
+        except _ClientGone:
+            outcome.status = CLIENT_CLOSED
+            outcome.error = "client disconnected"
+        except UpstreamError as e:
+            # Failed after the head went out, on a body that is not SSE: all that is left is
+            # to cut the connection, so the client sees a truncated response.
+            outcome.status = 502
+            outcome.error = f"provider {outcome.provider} failed mid-response: {e}"
+            raise
+        finally:
+            self._on_done(outcome, started_wall, time.perf_counter() - began)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise OpenAIError(
+                    f"the request body is over {self.max_body} bytes",
+                    status=413,
+                    type="invalid_request_error",
+                    code="request_too_large",
+                    hint="raise spec.limits.maxRequestBody if such requests are expected",
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _check_target(self, peer: str | None, scope: Scope) -> None:
+        target = peer
+        for name, value in scope["headers"]:
+            if name == b"x-target-node":
+                target = value.decode("latin-1").strip()
+        if target and target != self.node_name:
+            # Remote nodes come with the P2P network; until then only this node exists.
+            raise OpenAIError.invalid_request(
+                f"unknown target node {target!r}",
+                param="model" if peer else None,
+                hint=f"this node is {self.node_name!r}; drop the @peer suffix or X-Target-Node",
+            )
+
+    async def _with_disconnect(
+        self,
+        request: UpstreamRequest,
+        outcome: RequestOutcome,
+        receive: Receive,
+        send: Send,
+        began: float,
+    ) -> None:
+        """Run the forward while watching for the client going away: a disconnect cancels
+        the forward, which closes the upstream connection so the engine stops generating."""
+        gone = False
+        failure: OpenAIError | UpstreamError | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal gone
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                # Once the response is complete, hypercorn reports the stream closed as a
+                # disconnect too; only one that comes first cuts the forward short.
+                if not outcome.responded:
+                    gone = True
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            try:
+                await self._forward(request, outcome, send, began)
+            except (OpenAIError, UpstreamError) as e:
+                # Raised out of the nursery it would come wrapped in an ExceptionGroup.
+                failure = e
+            finally:
+                nursery.cancel_scope.cancel()
+        if gone:
+            raise _ClientGone
+        if failure is not None:
+            raise failure
+
+    def _candidates(self, model: str) -> list[ProviderEntry]:
+        entries = self.registry.serving(model)
+        if not entries:
+            if not self.registry.entries():
+                raise OpenAIError.no_provider(
+                    "no provider is configured or discovered on this node",
+                    hint="start Ollama (port 11434) or LM Studio (port 1234), or add one under "
+                    "spec.providers.static in gate.yaml",
+                )
+            raise OpenAIError.model_not_found(
+                model, hint="list the models this node serves with GET /v1/models"
+            )
+        return order_targets(
+            entries,
+            strategy=self.routing.strategy,
+            is_local=lambda e: True,
+            stats=lambda e: e.load,
+        )
+
+    async def _forward(
+        self, request: UpstreamRequest, outcome: RequestOutcome, send: Send, began: float
+    ) -> None:
+        candidates = self._candidates(request.parsed.model)
+        retry = self.routing.retry
+        last_error: Exception | None = None
+        last_provider = candidates[0].name
+        turn = 0
+        breaker = self.routing.circuit_breaker
+        for candidate in candidates:
+            candidate.breaker.tune(threshold=breaker.failure_threshold, cooldown=breaker.cooldown)
+        for attempt in range(1, retry.max_attempts + 1):
+            entry = self._next_allowed(candidates, turn)
+            if entry is None:
+                break
+            turn = candidates.index(entry) + 1
+            if attempt > 1:
+                await anyio.sleep(
+                    full_jitter(
+                        attempt - 1, initial=retry.initial_backoff, maximum=retry.max_backoff
+                    )
+                )
+            outcome.attempts = attempt
+            outcome.provider = last_provider = entry.name
+            entry.requests += 1
+            entry.load.begin()
+            attempt_began = time.perf_counter()
+            latency: float | None = None
+            started = False
+            try:
+                async with entry.backend.open(request) as reply:
+                    # Time to the head, not to the end: a long stream is no slow target.
+                    latency = time.perf_counter() - attempt_began
+                    started = True
+                    await self._relay(reply, outcome, send, began, entry.name)
+                entry.breaker.success()
+                return
+            except (UpstreamError, OpenAIError) as e:
+                if started:
+                    # Past the first byte there is no retry: the client has the head.
+                    entry.breaker.failure()
+                    entry.errors += 1
+                    raise
+                if not _retryable(e):
+                    entry.breaker.success()  # it answered; the request was the problem
+                    raise _upstream_error(e, entry.name) from e
+                entry.breaker.failure()
+                entry.errors += 1
+                last_error = e
+                latency = FAILURE_PENALTY
+            except BaseException:
+                entry.breaker.release()
+                raise
+            finally:
+                entry.load.end(latency)
+        if last_error is None:
+            retry_after = min(c.breaker.retry_after() for c in candidates)
+            raise OpenAIError(
+                f"every provider of {request.parsed.model!r} is failing; "
+                f"retry in {retry_after:.0f}s",
+                status=503,
+                type="api_error",
+                code="no_provider_available",
+                retry_after=retry_after,
+            )
+        raise _upstream_error(last_error, last_provider) from last_error
+
+    @staticmethod
+    def _next_allowed(candidates: list[ProviderEntry], start: int) -> ProviderEntry | None:
+        n = len(candidates)
+        for i in range(n):
+            entry = candidates[(start + i) % n]
+            if entry.breaker.allow():
+                return entry
+        return None
+
+    async def _relay(
+        self, reply: Reply, outcome: RequestOutcome, send: Send, began: float, provider: str
+    ) -> None:
+        headers = [
+            (b"content-type", reply.content_type),
+            (b"x-gate-node", self.node_name.encode()),
+            (b"x-gate-provider", provider.encode()),
+            (b"x-gate-attempts", str(outcome.attempts).encode()),
+            (b"x-request-id", outcome.request_id.encode()),
+        ]
+        if reply.stream:
+            headers.append((b"cache-control", b"no-cache"))
+        elif reply.content_length is not None:
+            headers.append((b"content-length", str(reply.content_length).encode()))
+        outcome.status = reply.status
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        body = reply.body
+        kept: list[bytes] | None = [] if not reply.stream and reply.usage is None else None
+        kept_size = 0
+        usage = reply.usage
+        try:
+            while chunk := await body.receive():
+                if outcome.ttft is None:
+                    outcome.ttft = time.perf_counter() - began
+                if reply.stream:
+                    if b'"usage"' in chunk:
+                        usage = _sniff_usage(chunk) or usage
+                elif kept is not None:
+                    kept_size += len(chunk)
+                    if kept_size <= _USAGE_SCAN_LIMIT:
+                        kept.append(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamError as e:
+            outcome.status = 502
+            outcome.error = f"provider {provider} failed mid-response: {e}"
+            if not reply.stream:
+                raise
+            error = _upstream_error(e, provider)
+            await send(
+                {"type": "http.response.body", "body": encode_json(error.body()), "more_body": True}
+            )
+        outcome.responded = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if reply.failed is not None:
+            outcome.status = 502
+            outcome.error = f"provider {provider} failed mid-response: {reply.failed}"
+        if kept and kept_size <= _USAGE_SCAN_LIMIT and 200 <= reply.status < 300:
+            try:
+                found = json.loads(b"".join(kept)).get("usage")
+                usage = found if isinstance(found, dict) else usage
+            except (ValueError, AttributeError):
+                pass
+        outcome.usage = reply.usage or usage
+
+
+async def send_error(send: Send, error: OpenAIError, *, request_id: str | None = None) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers.extend((k.lower().encode(), v.encode()) for k, v in error.headers().items())
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,121 @@
+"""The `provider` component: one instance per static provider, registered while it runs."""
+
+from __future__ import annotations
+
+__all__ = ("ProviderComponent", "ProviderSlice", "report_health")
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from anyio.abc import TaskStatus
+from apscheduler import ConflictPolicy
+from apscheduler.triggers.interval import IntervalTrigger
+
+from gate_runner.components.base import RunContext, Services
+from gate_runner.providers.factory import build_backend
+from gate_runner.providers.registry import ProviderEntry
+from gate_runner.spec import NodeSpec, ProviderSpec
+
+log = logging.getLogger(__name__)
+
+HEALTH_INTERVAL = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSlice:
+    spec: ProviderSpec
+    max_response_body: int
+    rank: int  # position in spec.providers.static: the order among equally good targets
+
+
+def report_health(ctx: RunContext, entry: ProviderEntry) -> None:
+    health = entry.health
+    models = len(entry.models)
+    detail = f"{models} model{'s' if models != 1 else ''}"
+    if health.latency_ms is not None:
+        detail += f", {health.latency_ms:.1f} ms"
+    if health.error:
+        detail += f": {health.error}"
+    ctx.set_condition("Ready", True, health.state, detail)
+    ctx.set_condition("Degraded", health.state != "Healthy", health.state, health.error or "")
+
+
+class ProviderComponent:
+    kind: ClassVar[str] = "provider"
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._ctx: dict[str, RunContext] = {}
+
+    def desired(self, spec: NodeSpec) -> Mapping[str, ProviderSlice]:
+        return {
+            p.name: ProviderSlice(
+                spec=p, max_response_body=spec.limits.max_response_body, rank=rank
+            )
+            for rank, p in enumerate(spec.providers.static)
+        }
+
+    async def run(
+        self, name: str, slice_: ProviderSlice, ctx: RunContext, *, task_status: TaskStatus[None]
+    ) -> None:
+        registry = self._services.providers
+        scheduler = self._services.scheduler
+        backend = build_backend(slice_.spec, max_response_body=slice_.max_response_body)
+        entry = registry.add(backend, source="static", rank=slice_.rank)
+        task_id = f"provider-health:{name}"
+        try:
+            await registry.refresh(entry)
+            report_health(ctx, entry)
+            self._ctx[name] = ctx
+            await scheduler.configure_task(task_id, func=lambda: self._check(name))
+            await scheduler.add_schedule(
+                task_id,
+                IntervalTrigger(seconds=HEALTH_INTERVAL),
+                id=task_id,
+                conflict_policy=ConflictPolicy.replace,
+            )
+            task_status.started()
+            await ctx.stopping.wait()
+        finally:
+            self._ctx.pop(name, None)
+            await scheduler.remove_schedule(task_id)
+            if registry.get(name) is entry:
+                registry.remove(name)
+            # Requests already running hold the entry and finish on their connections.
+            await entry.backend.aclose()
+
+    async def _check(self, name: str) -> None:
+        entry = self._services.providers.get(name)
+        ctx = self._ctx.get(name)
+        if entry is None or ctx is None:
+            return
+        before = entry.health.state
+        await self._services.providers.refresh(entry)
+        if entry.health.state != before:
+            log.info(
+                "provider %s is %s",
+                name,
+                entry.health.state,
+                extra={"provider": name, "error": entry.health.error},
+            )
+        report_health(ctx, entry)
+
+    async def update(self, name: str, old: ProviderSlice, new: ProviderSlice) -> bool:
+        """Swap the backend under the registered entry: new requests use the new one at once,
+        requests already running finish on the old one, and the model never disappears."""
+        entry = self._services.providers.get(name)
+        ctx = self._ctx.get(name)
+        if entry is None or ctx is None:
+            return False
+        entry.rank = new.rank
+        if (old.spec, old.max_response_body) == (new.spec, new.max_response_body):
+            return True
+        backend = build_backend(new.spec, max_response_body=new.max_response_body)
+        previous = entry.backend
+        entry.backend = backend
+        await self._services.providers.refresh(entry)
+        report_health(ctx, entry)
+        await previous.aclose()
+        return True

@@ -1,0 +1,28 @@
+"""The hot-path HTTP/1.1 client: pooled keep-alive connections to a local engine, on h11 and trio.
+
+httpx stays for cold paths (discovery, health checks, ACME); DESIGN.md section 13 says why.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "HTTPPool",
+    "Response",
+    "ResponseTooLarge",
+    "UpstreamClosed",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamTimeout",
+)
+
+from gate_runner.httpclient.errors import (
+    ResponseTooLarge,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from gate_runner.httpclient.pool import HTTPPool
+from gate_runner.httpclient.response import Response

@@ -1,0 +1,365 @@
+"""One keep-alive HTTP/1.1 connection to an upstream: its socket, its h11 state, its timeouts."""
+
+from __future__ import annotations
+
+__all__ = ("Connection", "open_connection")
+
+import socket
+import ssl
+from collections.abc import AsyncIterable
+
+import h11
+import trio
+
+from gate_runner.httpclient.errors import (
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+
+# One receive takes whatever the kernel holds, up to this much: a whole small response,
+# or a burst of SSE events that the reader hands on as one chunk.
+RECEIVE_SIZE = 64 * 1024
+# A bytes body up to this size is copied into the same send as the request head, so a
+# typical JSON request leaves in one syscall (and one TCP segment with TCP_NODELAY).
+COALESCE_LIMIT = 64 * 1024
+
+_Body = bytes | bytearray | memoryview | AsyncIterable[bytes] | None
+
+
+class Connection:
+    """A connected socket plus the h11 state machine for the exchange in flight.
+
+    Plain HTTP drives the stdlib socket directly: a send or receive is tried at once and
+    only waits through trio (``wait_readable``/``wait_writable``) when the kernel would
+    block. That skips the two scheduler round trips per call that ``trio.SocketStream``
+    spends on checkpoints, and a cancel scope (for the timeout) is entered only for a real
+    wait. HTTPS goes through ``trio.SSLStream``. Methods never close the connection on
+    error: the pool decides, and it closes whatever it cannot prove clean.
+    """
+
+    __slots__ = (
+        "_fd",
+        "_h11",
+        "_sock",
+        "_tls",
+        "cycles",
+        "idle_since",
+        "origin",
+        "read_timeout",
+        "response_started",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        tls: trio.abc.Stream | None,
+        *,
+        read_timeout: float,
+        origin: str,
+    ) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()  # what trio's wait_readable/wait_writable register
+        self._tls = tls
+        self._h11 = h11.Connection(h11.CLIENT)
+        self.read_timeout = read_timeout
+        self.origin = origin
+        self.cycles = 0  # completed exchanges: > 0 means this is a reused connection
+        self.idle_since = 0.0  # trio clock, set by the pool when the connection goes idle
+        # Whether any byte of the current response arrived. Until one has, a failure on a
+        # reused connection is the stale keep-alive race, and a bytes request is replayable.
+        self.response_started = False
+
+    # -- the exchange --------------------------------------------------------------------
+
+    async def send_request(self, request: h11.Request, body: _Body) -> None:
+        """Send the request head and the whole body (framing as the head declares)."""
+        self.response_started = False
+        h = self._h11
+        try:
+            # h11.send() only returns None for ConnectionClosed, which we never send.
+            head = h.send(request) or b""
+            if body is None:
+                await self._send_all(head + (h.send(h11.EndOfMessage()) or b""))
+            elif isinstance(body, bytes | bytearray | memoryview):
+                data = body if isinstance(body, bytes) else bytes(body)
+                payload = h.send(h11.Data(data=data)) or b""
+                end = h.send(h11.EndOfMessage()) or b""
+                if len(body) <= COALESCE_LIMIT:
+                    await self._send_all(b"".join((head, payload, end)))
+                else:
+                    await self._send_all(head)
+                    await self._send_all(payload)
+                    if end:
+                        await self._send_all(end)
+            else:
+                await self._send_all(head)
+                async for chunk in body:
+                    if chunk:  # an empty chunk would be the chunked encoding's terminator
+                        await self._send_all(h.send(h11.Data(data=chunk)) or b"")
+                await self._send_all(h.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError as e:
+            # Our caller built a bad request (bad header, body longer than its Content-Length).
+            raise ValueError(f"invalid request to {self.origin}: {e}") from e
+
+    async def receive_head(self) -> h11.Response:
+        """Wait for the response head, skipping 1xx responses."""
+        h = self._h11
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as e:
+                raise self._protocol_error(e) from e
+            if event is h11.NEED_DATA:
+                data = await self._receive()
+                if not data:
+                    raise UpstreamClosed(
+                        f"{self.origin} closed the connection before sending a response"
+                    )
+                self.response_started = True
+                h.receive_data(data)
+            elif isinstance(event, h11.Response):
+                return event
+            elif not isinstance(event, h11.InformationalResponse):
+                raise UpstreamProtocolError(f"unexpected {event!r} from {self.origin}")
+
+    async def receive_body(self) -> bytes:
+        """The body bytes already buffered, or else the next ones to arrive; b"" at the end.
+
+        Everything h11 can decode from one receive is joined into one chunk, so a burst of
+        SSE events that arrived together is passed on with one write downstream.
+        """
+        h = self._h11
+        if h.their_state is not h11.SEND_BODY:
+            return b""  # the body ended (DONE, or MUST_CLOSE after a Connection: close)
+        parts: list[bytes] = []
+        eof = False
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as e:
+                if eof:
+                    raise UpstreamClosed(
+                        f"{self.origin} closed the connection before the response body ended"
+                    ) from e
+                raise self._protocol_error(e) from e
+            if event is h11.NEED_DATA:
+                if parts:
+                    return b"".join(parts)
+                data = await self._receive()
+                eof = not data
+                h.receive_data(data)  # b"" tells h11 the peer closed
+            elif isinstance(event, h11.Data):
+                parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            else:
+                raise UpstreamProtocolError(f"unexpected {event!r} from {self.origin}")
+
+    def finish(self) -> bool:
+        """End the exchange; True when the connection can carry another request.
+
+        A body that already sits whole in the buffer (a short error body the caller did not
+        read) is drained without I/O; anything still on the wire means an unknown state.
+        """
+        h = self._h11
+        if h.their_state is h11.SEND_BODY:
+            try:
+                while True:
+                    event = h.next_event()
+                    if event is h11.NEED_DATA or isinstance(event, h11.EndOfMessage):
+                        break
+            except h11.RemoteProtocolError:
+                return False
+        if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+            return False  # unfinished, or either side said Connection: close
+        leftover, closed = h.trailing_data
+        if leftover or closed:
+            return False  # bytes after the response would poison the next one
+        h.start_next_cycle()
+        self.cycles += 1
+        return True
+
+    # -- liveness --------------------------------------------------------------------------
+
+    def is_stale(self) -> bool:
+        """True when an idle connection cannot carry a request: the server closed it (EOF or
+        reset) or sent something unasked (e.g. a 408). One non-blocking peek, no await."""
+        try:
+            self._sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False  # nothing to read: still open
+        except OSError:
+            return True
+        return True
+
+    def close(self) -> None:
+        """Close the socket now, without awaiting, so it works while cancelled.
+
+        The peer sees FIN, or RST when response bytes were left unread, at once: an engine
+        streaming tokens to a client that went away stops generating.
+        """
+        sock = self._sock
+        if sock.fileno() != -1:
+            trio.lowlevel.notify_closing(self._fd)
+            sock.close()
+
+    # -- I/O -----------------------------------------------------------------------------
+
+    async def _send_all(self, data: bytes) -> None:
+        if self._tls is not None:
+            with trio.move_on_after(self.read_timeout) as scope:
+                try:
+                    await self._tls.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                    raise self._closed_while("sending the request", e) from e
+            if scope.cancelled_caught:
+                raise self._send_timeout()
+            return
+        sock = self._sock
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            raise self._closed_while("sending the request", e) from e
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        with trio.move_on_after(self.read_timeout) as scope:
+            while view:
+                await trio.lowlevel.wait_writable(self._fd)
+                try:
+                    sent = sock.send(view)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    raise self._closed_while("sending the request", e) from e
+                view = view[sent:]
+                # The timeout bounds a stall, not the whole upload: progress pushes it back.
+                scope.deadline = trio.current_time() + self.read_timeout
+        if scope.cancelled_caught:
+            raise self._send_timeout()
+
+    async def _receive(self) -> bytes:
+        if self._tls is not None:
+            with trio.move_on_after(self.read_timeout):
+                try:
+                    return await self._tls.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                    raise self._closed_while("reading the response", e) from e
+            raise self._read_timeout()
+        sock = self._sock
+        try:
+            return sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            raise self._closed_while("reading the response", e) from e
+        with trio.move_on_after(self.read_timeout):
+            while True:
+                await trio.lowlevel.wait_readable(self._fd)
+                try:
+                    return sock.recv(RECEIVE_SIZE)
+                except BlockingIOError:
+                    continue  # a spurious wake-up
+                except OSError as e:
+                    raise self._closed_while("reading the response", e) from e
+        raise self._read_timeout()
+
+    # -- errors --------------------------------------------------------------------------
+
+    def _closed_while(self, doing: str, e: BaseException) -> UpstreamClosed:
+        return UpstreamClosed(f"{self.origin} closed the connection while {doing}: {e}")
+
+    def _read_timeout(self) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"{self.origin} sent nothing for {self.read_timeout:g} s",
+            hint="the engine may be overloaded or stuck; raise read_timeout if it is just slow",
+        )
+
+    def _send_timeout(self) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"{self.origin} accepted no request bytes for {self.read_timeout:g} s",
+            hint="the engine is not reading its socket; check that it is alive",
+        )
+
+    def _protocol_error(self, e: h11.RemoteProtocolError) -> UpstreamProtocolError:
+        return UpstreamProtocolError(
+            f"{self.origin} sent invalid HTTP/1.1: {e}",
+            hint="check that the provider's URL points at an HTTP server (not HTTPS or gRPC)",
+        )
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    ssl_context: ssl.SSLContext | None,
+    origin: str,
+) -> Connection:
+    """Resolve, connect (each address in turn) and, for HTTPS, shake hands.
+
+    Every failure here happens before any request byte left, so each one is retryable.
+    """
+    with trio.move_on_after(connect_timeout):
+        try:
+            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise UpstreamConnectError(
+                f"cannot resolve {host!r} for {origin}: {e}",
+                hint="check the host name in the provider's URL",
+            ) from e
+        sock: socket.socket | None = None
+        failure: OSError | None = None
+        # Addresses in resolver order, one at a time: upstreams are on loopback or a LAN,
+        # where happy eyeballs (a task per attempt) buys nothing.
+        for family, type_, proto, _, address in infos:
+            candidate = socket.socket(family, type_, proto)
+            try:
+                candidate.setblocking(False)
+                candidate.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await trio.socket.from_stdlib_socket(candidate).connect(address)
+            except OSError as e:
+                candidate.close()
+                failure = e
+                continue
+            except BaseException:
+                candidate.close()
+                raise
+            sock = candidate
+            break
+        if sock is None:
+            raise UpstreamConnectError(
+                f"cannot connect to {origin}: {failure}",
+                hint="check that the engine is running and listening on that address",
+            ) from failure
+        tls: trio.abc.Stream | None = None
+        if ssl_context is not None:
+            tls = trio.SSLStream(
+                trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
+                ssl_context,
+                server_hostname=host,
+                https_compatible=True,
+            )
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as e:
+                sock.close()
+                cause = e.__cause__ or e
+                raise UpstreamConnectError(
+                    f"TLS handshake with {origin} failed: {cause}",
+                    hint="check the upstream's certificate, or the ssl_context given to the pool",
+                ) from e
+            except BaseException:
+                sock.close()
+                raise
+        return Connection(sock, tls, read_timeout=read_timeout, origin=origin)
+    raise UpstreamTimeout(
+        f"connecting to {origin} took longer than {connect_timeout:g} s",
+        hint="check that the host is reachable, or raise connect_timeout",
+        retryable=True,
+    )

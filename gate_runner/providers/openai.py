@@ -1,0 +1,123 @@
+"""The `openai` backend: any OpenAI-compatible server, with bodies passed through as bytes."""
+
+from __future__ import annotations
+
+__all__ = ("OpenAIBackend",)
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from gate_runner.httpclient import HTTPPool, Response, UpstreamError
+from gate_runner.providers.base import Health, ModelInfo, Operation, Reply, UpstreamRequest, timed
+from gate_runner.wire.openai import OpenAIError
+
+_PATHS: dict[Operation, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+# Statuses that mean "this target cannot answer now": the router may try another one.
+_RETRYABLE = {502, 503, 504}
+
+
+class RawBody:
+    """The upstream's body, chunk by chunk, unchanged: no re-encoding of SSE events."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: Response) -> None:
+        self._response = response
+
+    async def receive(self) -> bytes:
+        return await self._response.receive_some()
+
+
+class OpenAIBackend:
+    kind = "openai"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        url: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_response_bytes: int = 64 << 20,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self._pool = HTTPPool(url, read_timeout=timeout, max_response_bytes=max_response_bytes)
+        self._headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+        self._get_headers: list[tuple[bytes, bytes]] = []
+        if api_key:
+            auth = (b"authorization", b"Bearer " + api_key.encode())
+            self._headers.append(auth)
+            self._get_headers.append(auth)
+
+    @asynccontextmanager
+    async def open(self, request: UpstreamRequest) -> AsyncIterator[Reply]:
+        async with self._pool.stream(
+            "POST", _PATHS[request.op], headers=self._headers, body=request.raw_body
+        ) as response:
+            status = response.status
+            if status in _RETRYABLE or status in (401, 403):
+                detail = (await response.read())[:500].decode("utf-8", "replace")
+                if status in (401, 403):
+                    raise OpenAIError.bad_gateway(
+                        f"provider {self.name} refused Gate's credentials ({status}): {detail}",
+                        code="upstream_auth_failed",
+                        hint="check the provider's apiKeyEnv",
+                    )
+                raise OpenAIError(
+                    f"provider {self.name} answered {status}: {detail}",
+                    status=status,
+                    type="api_error",
+                    code="upstream_error",
+                )
+            content_type = response.header(b"content-type") or b"application/json"
+            length = response.header(b"content-length")
+            yield Reply(
+                status=status,
+                content_type=content_type,
+                stream=content_type.startswith(b"text/event-stream"),
+                body=RawBody(response),
+                content_length=int(length) if length and length.isdigit() else None,
+            )
+
+    async def _get_json(self, path: str) -> Any:
+        response, body = await self._pool.request("GET", path, headers=self._get_headers)
+        if response.status != 200:
+            raise UpstreamError(f"GET {self.url}{path} answered {response.status}")
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise UpstreamError(f"GET {self.url}{path} did not answer JSON") from e
+
+    async def fetch_models(self) -> list[ModelInfo]:
+        listing = await self._get_json("/models")
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(data, list):
+            raise UpstreamError(f"GET {self.url}/models has no data list")
+        return [
+            ModelInfo(
+                id=str(m["id"]),
+                created=int(m.get("created") or 0),
+                owned_by=str(m.get("owned_by") or self.name),
+            )
+            for m in data
+            if isinstance(m, dict) and "id" in m
+        ]
+
+    async def check_health(self) -> Health:
+        # Many OpenAI-compatible servers (llama.cpp's among them) have no /health:
+        # listing models is the cheapest call they all answer.
+        async def probe() -> str | None:
+            await self._get_json("/models")
+            return None
+
+        return await timed(probe)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()

@@ -1,0 +1,115 @@
+"""The live providers of this node: their backends, cached models, health, breakers and load."""
+
+from __future__ import annotations
+
+__all__ = ("ProviderEntry", "ProviderRegistry")
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import anyio
+
+from gate_runner.errors import GateError
+from gate_runner.providers.base import Backend, Health, ModelInfo
+from gate_runner.routing import CircuitBreaker, LoadStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class ProviderEntry:
+    """One registered provider. Compared by identity: a restarted provider is a new entry,
+    while requests already running keep the old one until they finish."""
+
+    backend: Backend
+    source: str  # "static" | "discovered"
+    rank: int = 0  # order among equals: static providers in spec order, discovered after
+    models: tuple[ModelInfo, ...] = ()
+    models_at: float = 0.0  # monotonic time of the last successful listing
+    health: Health = field(default_factory=lambda: Health("Unknown"))
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    load: LoadStats = field(default_factory=LoadStats)
+    requests: int = 0
+    errors: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def serves(self, model: str) -> bool:
+        return any(m.id == model for m in self.models)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.backend.kind,
+            "source": self.source,
+            "url": getattr(self.backend, "url", None),
+            "health": self.health.to_dict(),
+            "models": [m.id for m in self.models],
+            "breaker": self.breaker.state,
+            "outstanding": self.load.outstanding,
+            "ewmaLatencyMs": round(self.load.ewma * 1000, 2),
+            "requests": self.requests,
+            "errors": self.errors,
+        }
+
+
+class ProviderRegistry:
+    """Owned by the node; provider and discovery components add and remove entries, the API
+    reads them. All access is from the one trio thread, so no locks."""
+
+    def __init__(
+        self, *, models_ttl: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries: dict[str, ProviderEntry] = {}
+        self._models_ttl = models_ttl
+        self._clock = clock
+
+    def add(self, backend: Backend, *, source: str, rank: int = 1_000_000) -> ProviderEntry:
+        if backend.name in self._entries:
+            raise GateError(f"a provider named {backend.name!r} is already registered")
+        entry = ProviderEntry(backend=backend, source=source, rank=rank)
+        self._entries[backend.name] = entry
+        return entry
+
+    def remove(self, name: str) -> ProviderEntry | None:
+        return self._entries.pop(name, None)
+
+    def get(self, name: str) -> ProviderEntry | None:
+        return self._entries.get(name)
+
+    def entries(self) -> list[ProviderEntry]:
+        return list(self._entries.values())
+
+    def serving(self, model: str) -> list[ProviderEntry]:
+        """Entries whose cached model list has ``model``, by rank (components start
+        concurrently, so registration order means nothing)."""
+        return sorted((e for e in self._entries.values() if e.serves(model)), key=lambda e: e.rank)
+
+    async def refresh(self, entry: ProviderEntry, *, within: float = 5.0) -> None:
+        """Check health and re-list models. A failed listing keeps the old list (a blip
+        should not make models vanish) but marks the provider Unhealthy."""
+        with anyio.move_on_after(within) as scope:
+            entry.health = await entry.backend.check_health()
+            if entry.health.state != "Unhealthy":
+                try:
+                    entry.models = tuple(await entry.backend.fetch_models())
+                    entry.models_at = self._clock()
+                except (GateError, OSError, ValueError, KeyError, TypeError) as e:
+                    entry.health = Health("Degraded", error=f"cannot list models: {e}")
+        if scope.cancelled_caught:
+            entry.health = Health("Unhealthy", error=f"no answer within {within:g}s")
+
+    async def refresh_stale(self, *, within: float = 2.0) -> None:
+        """Re-list models of the providers whose cache is older than the TTL."""
+        now = self._clock()
+        stale = [e for e in self._entries.values() if now - e.models_at > self._models_ttl]
+        if not stale:
+            return
+        async with anyio.create_task_group() as tg:
+            for entry in stale:
+                tg.start_soon(partial(self.refresh, entry, within=within))

@@ -1,0 +1,333 @@
+"""The request log: one record per API request, kept in memory, written to state.db in batches."""
+
+from __future__ import annotations
+
+__all__ = ("RequestLog", "RequestRecord", "new_request_id")
+
+import logging
+import secrets
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from gate_runner.state.db import StateDB
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = (
+    "id, started_at, method, path, model, source, target_node, provider, status,"
+    " latency_ms, ttft_ms, prompt_tokens, completion_tokens, attempts, stream, error"
+)
+_INSERT = f"INSERT INTO requests ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_RECENT = 1000  # records kept in memory for recent() and live views
+
+
+def new_request_id() -> str:
+    """A fresh request id: ``req_`` and 24 hex digits (96 random bits)."""
+    return "req_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One finished API request, as the API component saw it."""
+
+    id: str
+    started_at: float  # unix time, seconds
+    method: str
+    path: str
+    model: str | None
+    source: str  # "127.0.0.1:54321" or "peer:<name>"
+    target_node: str | None  # None: this node
+    provider: str | None
+    status: int
+    latency_ms: float
+    ttft_ms: float | None  # time to the first byte of the response body
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    attempts: int
+    stream: bool
+    error: str | None  # short message for non-2xx (or a mid-stream error)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "startedAt": self.started_at,
+            "method": self.method,
+            "path": self.path,
+            "model": self.model,
+            "source": self.source,
+            "targetNode": self.target_node,
+            "provider": self.provider,
+            "status": self.status,
+            "latencyMs": self.latency_ms,
+            "ttftMs": self.ttft_ms,
+            "promptTokens": self.prompt_tokens,
+            "completionTokens": self.completion_tokens,
+            "attempts": self.attempts,
+            "stream": self.stream,
+            "error": self.error,
+        }
+
+    @classmethod
+    def _from_row(cls, row: tuple[Any, ...]) -> RequestRecord:
+        # Column order is _COLUMNS (the field order); sqlite hands `stream` back as 0/1.
+        values = list(row)
+        values[14] = bool(values[14])
+        return cls(*values)
+
+
+def _row(rec: RequestRecord) -> tuple[object, ...]:
+    # By hand, not dataclasses.astuple: that deep-copies every field.
+    return (
+        rec.id,
+        rec.started_at,
+        rec.method,
+        rec.path,
+        rec.model,
+        rec.source,
+        rec.target_node,
+        rec.provider,
+        rec.status,
+        rec.latency_ms,
+        rec.ttft_ms,
+        rec.prompt_tokens,
+        rec.completion_tokens,
+        rec.attempts,
+        rec.stream,
+        rec.error,
+    )
+
+
+def _matches(
+    rec: RequestRecord, before: float | None, model: str | None, status: int | None
+) -> bool:
+    return (
+        (before is None or rec.started_at < before)
+        and (model is None or rec.model == model)
+        and (status is None or rec.status == status)
+    )
+
+
+class RequestLog:
+    """Owns the request log: the hot-path buffer, the batch writer and the queries.
+
+    ``record()`` is synchronous and O(1) so the API can call it per request from the event
+    loop thread; ``run()`` is the writer task that moves the buffer into state.db.
+    """
+
+    def __init__(
+        self,
+        db: StateDB,
+        *,
+        retention: int = 100_000,
+        max_age: float = 7 * 86400,
+        flush_interval: float = 0.25,
+        batch: int = 512,
+        max_buffer: int = 10_000,
+        prune_every: int = 60,
+        close_timeout: float = 5.0,
+    ) -> None:
+        if batch < 1 or max_buffer < 1 or retention < 0 or prune_every < 1:
+            raise ValueError("batch, max_buffer and prune_every must be >= 1, retention >= 0")
+        self._db = db
+        self._retention = retention
+        self._max_age = max_age
+        self._flush_interval = flush_interval
+        self._batch = batch
+        self._prune_every = prune_every  # writer ticks between prunes (60 x 0.25 s = 15 s)
+        self._close_timeout = close_timeout
+        # A deque with maxlen drops its oldest item on overflow; record() counts that.
+        # The bound keeps memory flat when the disk is slower than the traffic.
+        self._pending: deque[RequestRecord] = deque(maxlen=max_buffer)
+        # Batches taken from _pending and being written, by id(batch): list() reads them.
+        self._inflight: dict[int, list[RequestRecord]] = {}
+        self._recent: deque[RequestRecord] = deque(maxlen=_RECENT)
+        self._wake: anyio.Event | None = None  # created in run(): events need a running loop
+        self._written = 0
+        self._dropped = 0
+        self._failed = 0
+        self._flushes = 0
+
+    # -- hot path -------------------------------------------------------------------------
+
+    def record(self, rec: RequestRecord) -> None:
+        """Buffer ``rec`` for the writer. Never blocks; call it from the event loop thread."""
+        pending = self._pending
+        if len(pending) == pending.maxlen:
+            self._dropped += 1  # append() below pushes the oldest out
+        pending.append(rec)
+        self._recent.append(rec)
+        if len(pending) >= self._batch:
+            wake = self._wake
+            if wake is not None and not wake.is_set():
+                wake.set()
+
+    def recent(self, n: int = 100) -> list[RequestRecord]:
+        """The last ``n`` recorded requests (at most 1000), newest first, from memory."""
+        return list(islice(reversed(self._recent), max(n, 0)))
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {
+            "buffered": len(self._pending) + sum(map(len, self._inflight.values())),
+            "written": self._written,
+            "dropped": self._dropped,  # lost to the buffer bound
+            "failed": self._failed,  # lost to a failed write (disk full, database closed)
+            "flushes": self._flushes,  # write transactions committed
+        }
+
+    # -- writer ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Write buffered records until cancelled, then write what is left and return.
+
+        Each transaction holds at most ``batch`` records, so a backlog never holds the
+        connection lock (and readers) for long.
+        """
+        self._wake = anyio.Event()
+        task_status.started()
+        try:
+            ticks = 0
+            while True:
+                with anyio.move_on_after(self._flush_interval):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+                await self.flush()
+                ticks += 1
+                if ticks % self._prune_every == 0:
+                    await self.prune()
+        finally:
+            # Cancellation (shutdown) must not lose the last quarter second of requests;
+            # the deadline bounds how long a slow disk can hold up the exit.
+            with anyio.move_on_after(self._close_timeout, shield=True):
+                await self.flush()
+            self._wake = None
+
+    async def flush(self) -> None:
+        """Write everything buffered now, in transactions of at most ``batch`` records."""
+        while self._pending:
+            popleft = self._pending.popleft
+            batch = [popleft() for _ in range(min(len(self._pending), self._batch))]
+            self._inflight[id(batch)] = batch
+            try:
+                # The counters move inside the worker: if we are cancelled while the
+                # (uncancellable) thread runs, the await never returns but the rows are in.
+                await self._db.run(partial(self._write, batch))
+            finally:
+                del self._inflight[id(batch)]
+
+    def _write(self, batch: list[RequestRecord], conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("BEGIN")
+            try:
+                conn.executemany(_INSERT, [_row(rec) for rec in batch])
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            # The request log must not take the node down: count the loss and carry on.
+            self._failed += len(batch)
+            log.warning("request log: could not write %d records: %s", len(batch), e)
+            return
+        self._written += len(batch)
+        self._flushes += 1
+
+    def _unwritten(self) -> list[RequestRecord]:
+        return [r for batch in self._inflight.values() for r in batch] + [*self._pending]
+
+    async def prune(self) -> int:
+        """Delete rows older than ``max_age`` or past the newest ``retention``; return the count."""
+        cutoff = time.time() - self._max_age
+        retention = self._retention
+
+        def delete(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.execute("BEGIN")
+            try:
+                conn.execute("DELETE FROM requests WHERE started_at < ?", (cutoff,))
+                # Keep the newest `retention` rows by insertion order; NULL (fewer rows) keeps all.
+                conn.execute(
+                    "DELETE FROM requests WHERE seq <="
+                    " (SELECT seq FROM requests ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (retention,),
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return conn.total_changes - before
+
+        try:
+            return await self._db.run(delete)
+        except sqlite3.Error as e:
+            log.warning("request log: pruning failed: %s", e)
+            return 0
+
+    # -- queries --------------------------------------------------------------------------
+
+    async def list(
+        self,
+        *,
+        limit: int = 100,
+        before: float | None = None,
+        model: str | None = None,
+        status: int | None = None,
+    ) -> list[RequestRecord]:
+        """Records newest first (by ``started_at``), with ``started_at < before`` when given.
+
+        Includes records still in the buffer, so a request shows up as soon as it is recorded.
+        """
+        # Snapshot the unwritten records first: anything taken later by the writer is
+        # committed before our query gets the lock, so nothing falls between the two.
+        unwritten = [r for r in self._unwritten() if _matches(r, before, model, status)]
+        where: list[str] = []
+        args: list[object] = []
+        if before is not None:
+            where.append("started_at < ?")
+            args.append(before)
+        if model is not None:
+            where.append("model = ?")
+            args.append(model)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        sql = f"SELECT {_COLUMNS} FROM requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC LIMIT ?"
+        args.append(max(limit, 0))
+
+        def query(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(sql, args).fetchall()
+
+        stored = [RequestRecord._from_row(row) for row in await self._db.run(query)]
+        if not unwritten:
+            return stored
+        seen = {r.id for r in stored}
+        merged = stored + [r for r in unwritten if r.id not in seen]
+        merged.sort(key=lambda r: r.started_at, reverse=True)
+        return merged[: max(limit, 0)]
+
+    async def get(self, request_id: str) -> RequestRecord | None:
+        """The record with this id, from the buffer or state.db."""
+        for rec in self._unwritten():
+            if rec.id == request_id:
+                return rec
+
+        def query(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = conn.execute(
+                f"SELECT {_COLUMNS} FROM requests WHERE id = ? ORDER BY seq DESC LIMIT 1",
+                (request_id,),
+            ).fetchone()
+            return row
+
+        row = await self._db.run(query)
+        return RequestRecord._from_row(row) if row else None
