@@ -101,8 +101,13 @@ class GateNode:
                 env={**os.environ, **(env or {})},
             )
         if wait:
-            self.wait_for(lambda: self.status() is not None, timeout=15, what="node ready")
+            # Ready means converged: every component of generation 1 has started (or failed).
+            self.wait_for(self._converged, timeout=15, what="node ready")
         return time.monotonic() - began
+
+    def _converged(self) -> bool:
+        status = self.status()
+        return status is not None and status["spec"]["observedGeneration"] >= 1
 
     @property
     def token(self) -> str:

@@ -63,6 +63,11 @@ class ProviderComponent:
         registry = self._services.providers
         scheduler = self._services.scheduler
         backend = build_backend(slice_.spec, max_response_body=slice_.max_response_body)
+        try:
+            await backend.start()
+        except BaseException:
+            await backend.aclose()
+            raise
         entry = registry.add(backend, source="static", rank=slice_.rank)
         task_id = f"provider-health:{name}"
         try:
@@ -113,6 +118,11 @@ class ProviderComponent:
         if (old.spec, old.max_response_body) == (new.spec, new.max_response_body):
             return True
         backend = build_backend(new.spec, max_response_body=new.max_response_body)
+        try:
+            await backend.start()
+        except BaseException:
+            await backend.aclose()
+            raise
         previous = entry.backend
         entry.backend = backend
         await self._services.providers.refresh(entry)

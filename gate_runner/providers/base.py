@@ -106,6 +106,10 @@ class Backend(Protocol):
     name: str
     kind: str
 
+    async def start(self) -> None:
+        """Get ready before the provider is registered (load an in-process model); a no-op
+        for engines in another process. Raises PermanentError when it cannot."""
+
     def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[Reply]: ...
 
     async def fetch_models(self) -> list[ModelInfo]: ...

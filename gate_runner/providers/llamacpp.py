@@ -564,6 +564,10 @@ class LlamaCppBackend:
     def loaded(self) -> bool:
         return self._llm is not None
 
+    async def start(self) -> None:
+        """Load the model now, so that its health is known before the first request."""
+        await self.load()
+
     async def load(self) -> None:
         """Load the model now rather than on the first request.
 

@@ -75,6 +75,9 @@ class OllamaBackend:
         self.url = url
         self._pool = HTTPPool(url, read_timeout=timeout)
 
+    async def start(self) -> None:
+        """Nothing to do: the engine runs in its own process."""
+
     @asynccontextmanager
     async def open(self, request: UpstreamRequest) -> AsyncIterator[Reply]:
         parsed = request.parsed

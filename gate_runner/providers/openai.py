@@ -56,6 +56,9 @@ class OpenAIBackend:
             self._headers.append(auth)
             self._get_headers.append(auth)
 
+    async def start(self) -> None:
+        """Nothing to do: the engine runs in its own process."""
+
     @asynccontextmanager
     async def open(self, request: UpstreamRequest) -> AsyncIterator[Reply]:
         async with self._pool.stream(

@@ -550,3 +550,49 @@ def test_env_var_for_provider_key_is_never_in_the_spec(
     assert "upstream-secret" not in json.dumps(node.rpc("spec.get"))
     assert "upstream-secret" not in json.dumps(node.rpc("providers.list"))
     time.sleep(0)  # keep `time` used on every platform
+
+
+def test_in_process_llamacpp_provider(
+    tmp_path: Path, node_factory: type[GateNode], tiny_model: Path
+) -> None:
+    node = node_factory(
+        tmp_path, extra=providers(f"{{name: local-gguf, kind: llamacpp, model: '{tiny_model}'}}")
+    )
+    node.start()
+    c = client(node)
+    model = tiny_model.stem
+    assert model in {m.id for m in c.models.list().data}
+    chat = c.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=8
+    )
+    assert chat.usage is not None and chat.usage.completion_tokens == 8
+    chunks = list(
+        c.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "hello"}],
+            max_tokens=6,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert sum(1 for ch in chunks if ch.choices and ch.choices[0].delta.content) == 6
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+    # A client that goes away mid-generation frees the model for the next request.
+    with httpx.stream(
+        "POST",
+        f"{api(node)}/v1/chat/completions",
+        json={
+            "model": model,
+            "stream": True,
+            "max_tokens": 400,
+            "messages": [{"role": "user", "content": "go"}],
+        },
+        timeout=30,
+    ) as r:
+        next(r.iter_lines())
+    began = time.monotonic()
+    again = c.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert again.choices[0].finish_reason == "length"
+    assert time.monotonic() - began < 5
