@@ -34,13 +34,19 @@ class ProviderEntry:
     load: LoadStats = field(default_factory=LoadStats)
     requests: int = 0
     errors: int = 0
+    model_ids: frozenset[str] = frozenset()  # `models` as a set: looked up on every request
 
     @property
     def name(self) -> str:
         return self.backend.name
 
     def serves(self, model: str) -> bool:
-        return any(m.id == model for m in self.models)
+        return model in self.model_ids
+
+    def set_models(self, models: list[ModelInfo], *, at: float) -> None:
+        self.models = tuple(models)
+        self.model_ids = frozenset(m.id for m in models)
+        self.models_at = at
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -97,8 +103,7 @@ class ProviderRegistry:
             entry.health = await entry.backend.check_health()
             if entry.health.state != "Unhealthy":
                 try:
-                    entry.models = tuple(await entry.backend.fetch_models())
-                    entry.models_at = self._clock()
+                    entry.set_models(await entry.backend.fetch_models(), at=self._clock())
                 except (GateError, OSError, ValueError, KeyError, TypeError) as e:
                     entry.health = Health("Degraded", error=f"cannot list models: {e}")
         if scope.cancelled_caught:

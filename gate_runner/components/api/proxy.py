@@ -366,43 +366,69 @@ class Proxy:
             headers.append((b"content-length", str(reply.content_length).encode()))
         outcome.status = reply.status
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        body = reply.body
-        kept: list[bytes] | None = [] if not reply.stream and reply.usage is None else None
-        kept_size = 0
+        if reply.stream:
+            usage = await self._relay_stream(reply, outcome, send, began, provider)
+        else:
+            usage = await self._relay_whole(reply, outcome, send, began)
+        if reply.failed is not None:
+            outcome.status = 502
+            outcome.error = f"provider {provider} failed mid-response: {reply.failed}"
+        outcome.usage = reply.usage or usage
+
+    async def _relay_stream(
+        self, reply: Reply, outcome: RequestOutcome, send: Send, began: float, provider: str
+    ) -> dict[str, int] | None:
+        """SSE: every chunk goes out as it arrives (events that arrived together travel
+        together). Usage is picked out of the bytes, never by re-encoding events."""
         usage = reply.usage
+        body = reply.body
         try:
             while chunk := await body.receive():
                 if outcome.ttft is None:
                     outcome.ttft = time.perf_counter() - began
-                if reply.stream:
-                    if b'"usage"' in chunk:
-                        usage = _sniff_usage(chunk) or usage
-                elif kept is not None:
-                    kept_size += len(chunk)
-                    if kept_size <= _USAGE_SCAN_LIMIT:
-                        kept.append(chunk)
+                if b'"usage"' in chunk:
+                    usage = _sniff_usage(chunk) or usage
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as e:
             outcome.status = 502
             outcome.error = f"provider {provider} failed mid-response: {e}"
-            if not reply.stream:
-                raise
             error = _upstream_error(e, provider)
             await send(
                 {"type": "http.response.body", "body": encode_json(error.body()), "more_body": True}
             )
         outcome.responded = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if reply.failed is not None:
-            outcome.status = 502
-            outcome.error = f"provider {provider} failed mid-response: {reply.failed}"
-        if kept and kept_size <= _USAGE_SCAN_LIMIT and 200 <= reply.status < 300:
-            try:
-                found = json.loads(b"".join(kept)).get("usage")
-                usage = found if isinstance(found, dict) else usage
-            except (ValueError, AttributeError):
-                pass
-        outcome.usage = reply.usage or usage
+        return usage
+
+    async def _relay_whole(
+        self, reply: Reply, outcome: RequestOutcome, send: Send, began: float
+    ) -> dict[str, int] | None:
+        """A non-streamed body: one chunk of look-ahead, so that the last chunk goes out
+        with more_body=False instead of an extra empty message (one write less per request).
+        A failure mid-body propagates: the connection is cut, as the head is already out."""
+        body = reply.body
+        kept: list[bytes] = []
+        kept_size = 0
+        chunk = await body.receive()
+        outcome.ttft = time.perf_counter() - began
+        while True:
+            following = await body.receive() if chunk else b""
+            if reply.usage is None and kept_size <= _USAGE_SCAN_LIMIT:
+                kept_size += len(chunk)
+                kept.append(chunk)
+            if not following:
+                outcome.responded = True
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            chunk = following
+        if reply.usage is not None or kept_size > _USAGE_SCAN_LIMIT or reply.status >= 300:
+            return reply.usage
+        try:
+            found = json.loads(b"".join(kept)).get("usage")
+        except (ValueError, AttributeError):
+            return None
+        return found if isinstance(found, dict) else None
 
 
 async def send_error(send: Send, error: OpenAIError, *, request_id: str | None = None) -> None:
