@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# pip keeps its wheel cache in ~/.cache/pip, so a second install on a machine is fast.
-	$(BIN)/python -m pip install --quiet -e '.[test,p2p]'
+	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 system-deps:

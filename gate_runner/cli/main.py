@@ -333,6 +333,46 @@ def cmd_providers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _peer_rows(peers: list[dict[str, Any]]) -> str:
+    return table(
+        ["NAME", "STATE", "CONN", "RTT", "MODELS", "SERVED", "SENT", "PEER ID"],
+        [
+            [
+                p["name"],
+                p["state"],
+                p["connection"] or "-",
+                "-" if p["lastRttMs"] is None else f"{p['lastRttMs']:.1f}ms",
+                ", ".join(p["models"]) or "-",
+                p["requestsServed"],
+                p["requestsSent"],
+                p["peerId"],
+            ]
+            for p in peers
+        ],
+    )
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    command = args.peers_command
+    with _client(args) as client:
+        if command == "ls":
+            emit(client.call("peers.list"), args.output, _peer_rows)
+            return EXIT_OK
+        if command == "test":
+            result = client.call("peers.test", {"name": args.name})
+            emit(result, args.output, lambda p: _peer_rows([p]))
+            return EXIT_OK
+        if command == "add":
+            params: dict[str, Any] = {"name": args.name, "id": args.id}
+            if args.addr:
+                params["addrs"] = args.addr
+            result = client.call("peers.add", params)
+        else:
+            result = client.call("peers.rm", {"name": args.name})
+    _print_apply(result, verb="applied")
+    return EXIT_OK
+
+
 def cmd_requests(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.model:
@@ -467,6 +507,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", nargs="?", help="one provider (default: all)")
     p.set_defaults(func=cmd_providers)
+
+    peers = sub.add_parser("peers", help="list, add, remove or test peers")
+    peer_sub = peers.add_subparsers(dest="peers_command", required=True, metavar="SUBCOMMAND")
+    p = peer_sub.add_parser("ls", help="peers and their links", parents=[common, out])
+    p.set_defaults(func=cmd_peers)
+    p = peer_sub.add_parser(
+        "add",
+        help="add a peer to the spec (keeps the file's comments)",
+        parents=[common],
+        epilog="example: gate peers add bob 12D3KooW... --addr /ip4/203.0.113.7/tcp/41145",
+    )
+    p.add_argument("name")
+    p.add_argument("id", help="peer id (12D3KooW...), 64 hex chars or 52-char label")
+    p.add_argument("--addr", action="append", help="a multiaddr to dial (repeatable)")
+    p.set_defaults(func=cmd_peers, output="table")
+    p = peer_sub.add_parser("rm", help="remove a peer from the spec", parents=[common])
+    p.add_argument("name")
+    p.set_defaults(func=cmd_peers, output="table")
+    p = peer_sub.add_parser(
+        "test", help="round trip to a peer: RTT, link kind, models", parents=[common, out]
+    )
+    p.add_argument("name")
+    p.set_defaults(func=cmd_peers)
 
     requests = sub.add_parser("requests", help="the request log")
     req_sub = requests.add_subparsers(dest="requests_command", required=True, metavar="SUBCOMMAND")

@@ -15,8 +15,10 @@ from anyio.abc import TaskStatus
 if TYPE_CHECKING:
     from apscheduler import AsyncScheduler
 
+    from gate_runner.components.api.proxy import Proxy
     from gate_runner.identity import Identity
     from gate_runner.metrics import Metrics
+    from gate_runner.peers import PeerTable
     from gate_runner.providers.registry import ProviderRegistry
     from gate_runner.spec import NodeSpec
     from gate_runner.state import StateDB
@@ -107,3 +109,5 @@ class Services:
     requests: RequestLog
     metrics: Metrics
     scheduler: AsyncScheduler
+    peers: PeerTable
+    router: Proxy  # the forwarding hot path, shared by the api and p2p components

@@ -8,6 +8,7 @@ from gate_runner.components.api import ApiComponent
 from gate_runner.components.base import Component, Services
 from gate_runner.components.control import ControlComponent
 from gate_runner.components.discovery import DiscoveryComponent
+from gate_runner.components.p2p import P2PComponent
 from gate_runner.components.providers import ProviderComponent
 from gate_runner.components.timer import TimerComponent
 
@@ -17,6 +18,7 @@ def build_components(services: Services) -> list[Component]:
         ControlComponent(services),
         ProviderComponent(services),
         DiscoveryComponent(services),
+        P2PComponent(services),
         ApiComponent(services),
         TimerComponent(),
     ]

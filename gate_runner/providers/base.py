@@ -93,6 +93,9 @@ class Reply:
     # Set by a translating backend whose upstream failed mid-stream; the client got an SSE
     # error event, and the request is recorded as failed.
     failed: str | None = None
+    # Set by a backend that is another Gate node: who actually answered, from its headers.
+    node: str | None = None
+    provider: str | None = None
 
 
 class Backend(Protocol):

@@ -35,6 +35,13 @@ class ProviderEntry:
     requests: int = 0
     errors: int = 0
     model_ids: frozenset[str] = frozenset()  # `models` as a set: looked up on every request
+    # For a remote node's models (source "peer"): its peer id and name.
+    peer_id: str | None = None
+    peer_name: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.peer_id is None
 
     @property
     def name(self) -> str:
@@ -75,10 +82,20 @@ class ProviderRegistry:
         self._models_ttl = models_ttl
         self._clock = clock
 
-    def add(self, backend: Backend, *, source: str, rank: int = 1_000_000) -> ProviderEntry:
+    def add(
+        self,
+        backend: Backend,
+        *,
+        source: str,
+        rank: int = 1_000_000,
+        peer: tuple[str, str] | None = None,
+    ) -> ProviderEntry:
+        """Register a backend. ``peer`` is (peer id, name) for a remote node's models."""
         if backend.name in self._entries:
             raise GateError(f"a provider named {backend.name!r} is already registered")
         entry = ProviderEntry(backend=backend, source=source, rank=rank)
+        if peer is not None:
+            entry.peer_id, entry.peer_name = peer
         self._entries[backend.name] = entry
         return entry
 

@@ -15,11 +15,14 @@ from pathlib import Path
 import anyio
 from apscheduler import AsyncScheduler
 
+from gate_runner.components.api.component import request_recorder
+from gate_runner.components.api.proxy import Proxy
 from gate_runner.components.base import Services
 from gate_runner.components.registry import build_components
 from gate_runner.errors import GateError
 from gate_runner.identity import Identity
 from gate_runner.metrics import Metrics
+from gate_runner.peers import PeerTable
 from gate_runner.providers.registry import ProviderRegistry
 from gate_runner.reconcile.controller import Controller
 from gate_runner.reconcile.status import ComponentStatus
@@ -102,6 +105,9 @@ async def run_node(
     requests = RequestLog(
         boot.state, retention=spec.request_log.retention, max_age=spec.request_log.max_age
     )
+    providers = ProviderRegistry()
+    peers = PeerTable()
+    metrics = Metrics()
     async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
         await scheduler.start_in_background()
         await tg.start(requests.run)
@@ -113,16 +119,30 @@ async def run_node(
             identity=boot.identity,
             supervisor=supervisor,
         )
+        on_start, on_done = request_recorder(metrics, requests)
+        node_id = boot.identity.node_id
+        router = Proxy(
+            registry=providers,
+            routing=spec.routing,
+            node_name=spec.name,
+            max_body=spec.limits.max_request_body,
+            on_start=on_start,
+            on_done=on_done,
+            peers=peers,
+            self_names=frozenset({node_id.peer_id, node_id.hex, node_id.label}),
+        )
         services = Services(
             node=controller,
             identity=boot.identity,
             state=boot.state,
             data_dir=boot.spec.data_dir,
             control_token=boot.token,
-            providers=ProviderRegistry(),
+            providers=providers,
             requests=requests,
-            metrics=Metrics(),
+            metrics=metrics,
             scheduler=scheduler,
+            peers=peers,
+            router=router,
         )
         controller.components = build_components(services)
 

@@ -28,6 +28,12 @@ _NO_PROVIDER_MESSAGE = (
 )
 
 
+def _hex(peer_id: str) -> str:
+    from gate_runner.identity import NodeId
+
+    return NodeId.parse(peer_id).hex
+
+
 async def _send_json(send: Send, status: int, payload: Any) -> None:
     body = json.dumps(payload).encode()
     await send(
@@ -140,9 +146,9 @@ class ApiApp:
                     "gate": {
                         "provider": entry.name,
                         "providers": [entry.name],
-                        "node": node["hex"],
-                        "node_name": node["name"],
-                        "local": True,
+                        "node": _hex(entry.peer_id) if entry.peer_id else node["hex"],
+                        "node_name": entry.peer_name or node["name"],
+                        "local": entry.local,
                     },
                 }
         if path != "/v1/models":

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ("ApiComponent", "ApiSlice")
+__all__ = ("ApiComponent", "ApiSlice", "request_recorder")
 
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,8 +19,9 @@ from gate_runner.components.api.proxy import Proxy, RequestOutcome
 from gate_runner.components.base import RunContext, Services
 from gate_runner.components.httpserve import bind_tcp, serve_asgi
 from gate_runner.errors import PermanentError, TransientError
+from gate_runner.metrics import Metrics
 from gate_runner.spec import HostPort, NodeSpec, RoutingSpec
-from gate_runner.state.requests import RequestRecord
+from gate_runner.state.requests import RequestLog, RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +92,10 @@ class ApiComponent:
         self, name: str, slice_: ApiSlice, ctx: RunContext, *, task_status: TaskStatus[None]
     ) -> None:
         services = self._services
-        proxy = Proxy(
-            registry=services.providers,
-            routing=slice_.routing,
-            node_name=slice_.node_name,
-            max_body=slice_.max_request_body,
-            on_start=lambda: services.metrics.in_flight(1),
-            on_done=self._record,
-        )
+        proxy = services.router
+        proxy.routing = slice_.routing
+        proxy.node_name = slice_.node_name
+        proxy.max_body = slice_.max_request_body
         app = ApiApp(
             proxy=proxy,
             registry=services.providers,
@@ -164,7 +161,16 @@ class ApiComponent:
         live.proxy.max_body = new.max_request_body
         return True
 
-    def _record(self, outcome: RequestOutcome, started_at: float, latency: float) -> None:
+
+def request_recorder(
+    services_metrics: Metrics, requests: RequestLog
+) -> tuple[Callable[[], None], Callable[[RequestOutcome, float, float], None]]:
+    """The router's two hooks: a request starts; a request ended (record and measure it)."""
+
+    def started() -> None:
+        services_metrics.in_flight(1)
+
+    def done(outcome: RequestOutcome, started_at: float, latency: float) -> None:
         usage = outcome.usage or {}
         record = RequestRecord(
             id=outcome.request_id,
@@ -173,7 +179,7 @@ class ApiComponent:
             path=_PATHS[outcome.op],
             model=outcome.model,
             source=outcome.source,
-            target_node=None,
+            target_node=outcome.node,
             provider=outcome.provider,
             status=outcome.status,
             latency_ms=latency * 1000,
@@ -184,6 +190,8 @@ class ApiComponent:
             stream=outcome.stream,
             error=outcome.error,
         )
-        self._services.metrics.in_flight(-1)
-        self._services.metrics.observe(record)
-        self._services.requests.record(record)
+        services_metrics.in_flight(-1)
+        services_metrics.observe(record)
+        requests.record(record)
+
+    return started, done

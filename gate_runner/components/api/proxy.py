@@ -21,6 +21,7 @@ from gate_runner.httpclient import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gate_runner.peers import PeerTable
 from gate_runner.providers.base import Operation, Reply, UpstreamRequest
 from gate_runner.providers.registry import ProviderEntry, ProviderRegistry
 from gate_runner.routing import full_jitter, order_targets
@@ -50,6 +51,7 @@ _ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-", "embeddings": "embd-"
 _RETRYABLE_STATUS = {502, 503, 504}
 # Non-streamed bodies up to this size are parsed after forwarding, for their token usage.
 _USAGE_SCAN_LIMIT = 1 << 20
+LOCAL = "local"
 CLIENT_CLOSED = 499  # nginx's code for "the client went away first"
 # A failed attempt counts in the latency average as this slow, so the load-aware order moves
 # a failing target behind the ones that answer, before its breaker even opens.
@@ -72,6 +74,8 @@ class RequestOutcome:
     usage: dict[str, int] | None = None
     error: str | None = None
     responded: bool = False  # the last byte of the response has been handed to the server
+    target: str | None = None  # LOCAL, a peer id, or None (anywhere)
+    node: str | None = None  # the remote node that answered, when one did
 
 
 class _ClientGone(Exception):
@@ -127,8 +131,13 @@ class Proxy:
         max_body: int,
         on_start: Callable[[], None],
         on_done: Callable[[RequestOutcome, float, float], None],
+        peers: PeerTable | None = None,
+        self_names: frozenset[str] = frozenset(),
     ) -> None:
         self.registry = registry
+        self.peers = peers
+        # The names X-Target-Node may use for this node: its name, peer id, hex id, label.
+        self.self_names = self_names
         self.routing = routing
         self.node_name = node_name
         self.max_body = max_body
@@ -141,7 +150,8 @@ class Proxy:
         outcome = RequestOutcome(request_id=_ID_PREFIX[op] + secrets.token_hex(12), op=op)
         client = scope.get("client")
         if client:
-            outcome.source = f"{client[0]}:{client[1]}"
+            # A peer's request comes as ("peer:<name>", 0).
+            outcome.source = f"{client[0]}:{client[1]}" if client[1] else str(client[0])
         headers_sent = False
         self._on_start()
 
@@ -162,10 +172,11 @@ class Proxy:
             parsed = _VALIDATE[op](document)
             outcome.model = parsed.model
             outcome.stream = bool(getattr(parsed, "stream", False))
-            self._check_target(parsed.peer, scope)
+            target = self._target(parsed, scope)
             request = UpstreamRequest(
                 op=op, parsed=parsed, raw_body=body, request_id=outcome.request_id
             )
+            outcome.target = target
             await self._with_disconnect(request, outcome, receive, send_tracking, began)
         except OpenAIError as e:
             outcome.status = e.status
@@ -205,18 +216,38 @@ class Proxy:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _check_target(self, peer: str | None, scope: Scope) -> None:
-        target = peer
+    def _target(self, parsed: _Parsed, scope: Scope) -> str | None:
+        """Where this request may go: LOCAL, a peer id, or None for anywhere.
+
+        A request from another node (``gate.peer`` in the scope, set by the p2p component)
+        is checked against the trust rules for its model and served by local engines only.
+        """
+        permit = scope.get("gate.permit")
+        if permit is not None:
+            decision = permit(parsed.model)
+            if not decision.allowed:
+                raise OpenAIError.forbidden(decision.reason, code="model_not_shared")
+            return LOCAL
+        target = parsed.peer
         for name, value in scope["headers"]:
             if name == b"x-target-node":
                 target = value.decode("latin-1").strip()
-        if target and target != self.node_name:
-            # Remote nodes come with the P2P network; until then only this node exists.
-            raise OpenAIError.invalid_request(
+        if not target:
+            return None
+        if target == self.node_name or target in self.self_names:
+            return LOCAL
+        peer = self.peers.find(target) if self.peers is not None else None
+        if peer is None:
+            raise OpenAIError(
                 f"unknown target node {target!r}",
-                param="model" if peer else None,
-                hint=f"this node is {self.node_name!r}; drop the @peer suffix or X-Target-Node",
+                status=404,
+                type="invalid_request_error",
+                param="model" if parsed.peer else None,
+                code="node_not_found",
+                hint="name a peer from spec.peers (by name, peer id or hex id), or drop the "
+                "@peer suffix / X-Target-Node header",
             )
+        return peer.peer_id
 
     async def _with_disconnect(
         self,
@@ -255,8 +286,12 @@ class Proxy:
         if failure is not None:
             raise failure
 
-    def _candidates(self, model: str) -> list[ProviderEntry]:
+    def _candidates(self, model: str, target: str | None) -> list[ProviderEntry]:
         entries = self.registry.serving(model)
+        if target == LOCAL:
+            entries = [e for e in entries if e.local]
+        elif target is not None:
+            entries = [e for e in entries if e.peer_id == target]
         if not entries:
             if not self.registry.entries():
                 raise OpenAIError.no_provider(
@@ -264,20 +299,21 @@ class Proxy:
                     hint="start Ollama (port 11434) or LM Studio (port 1234), or add one under "
                     "spec.providers.static in gate.yaml",
                 )
+            where = "" if target is None else " on that node" if target != LOCAL else " here"
             raise OpenAIError.model_not_found(
-                model, hint="list the models this node serves with GET /v1/models"
+                model, hint=f"no provider serves it{where}; list models with GET /v1/models"
             )
         return order_targets(
             entries,
             strategy=self.routing.strategy,
-            is_local=lambda e: True,
+            is_local=lambda e: e.local,
             stats=lambda e: e.load,
         )
 
     async def _forward(
         self, request: UpstreamRequest, outcome: RequestOutcome, send: Send, began: float
     ) -> None:
-        candidates = self._candidates(request.parsed.model)
+        candidates = self._candidates(request.parsed.model, outcome.target)
         retry = self.routing.retry
         last_error: Exception | None = None
         last_provider = candidates[0].name
@@ -355,8 +391,8 @@ class Proxy:
     ) -> None:
         headers = [
             (b"content-type", reply.content_type),
-            (b"x-gate-node", self.node_name.encode()),
-            (b"x-gate-provider", provider.encode()),
+            (b"x-gate-node", (reply.node or self.node_name).encode()),
+            (b"x-gate-provider", (reply.provider or provider).encode()),
             (b"x-gate-attempts", str(outcome.attempts).encode()),
             (b"x-request-id", outcome.request_id.encode()),
         ]
@@ -365,6 +401,7 @@ class Proxy:
         elif reply.content_length is not None:
             headers.append((b"content-length", str(reply.content_length).encode()))
         outcome.status = reply.status
+        outcome.node = reply.node
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         if reply.stream:
             usage = await self._relay_stream(reply, outcome, send, began, provider)

@@ -11,6 +11,7 @@ import anyio
 
 from gate_runner.components.base import NodeHandle, Services
 from gate_runner.components.control.rpc import InvalidParams, Method
+from gate_runner.errors import GateError
 from gate_runner.spec import canonical_yaml
 
 
@@ -132,7 +133,66 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
                 tg.start_soon(services.providers.refresh, entry)
         return [e.to_dict() for e in entries]
 
+    async def peers_list(params: dict[str, Any]) -> Any:
+        return [p.to_dict() for p in services.peers.all()]
+
+    async def peers_test(params: dict[str, Any]) -> Any:
+        ref = _param(params, "name", str)
+        peer = services.peers.find(ref)
+        if peer is None:
+            raise InvalidParams(f"no peer {ref!r}; see peers.list")
+        if services.peers.probe is None:
+            raise GateError("the p2p component is not running", hint="see `gate status`")
+        await services.peers.probe(peer.peer_id)
+        return peer.to_dict()
+
+    async def change_peers(params: dict[str, Any], change: Callable[[list[Any]], None]) -> Any:
+        """peers.add / peers.rm edit the spec and apply it: no change behind the reconciler."""
+        document = node.spec_document()
+        spec = dict(document.get("spec") or {})
+        peers = [dict(p) for p in spec.get("peers") or []]
+        change(peers)
+        spec["peers"] = peers
+        new_document = {**document, "spec": spec}
+        result = await node.apply(
+            canonical_yaml(new_document),
+            source="rpc",
+            expected_generation=_param(params, "expectedGeneration", int, default=None),
+        )
+        return await with_convergence(result, params)
+
+    async def peers_add(params: dict[str, Any]) -> Any:
+        entry: dict[str, Any] = {
+            "name": _param(params, "name", str),
+            "id": _param(params, "id", str),
+        }
+        addrs = _param(params, "addrs", list, default=None)
+        if addrs:
+            entry["addrs"] = addrs
+
+        def add(peers: list[Any]) -> None:
+            if any(p.get("name") == entry["name"] for p in peers):
+                raise InvalidParams(f"a peer named {entry['name']!r} exists; remove it first")
+            peers.append(entry)
+
+        return await change_peers(params, add)
+
+    async def peers_rm(params: dict[str, Any]) -> Any:
+        name = _param(params, "name", str)
+
+        def remove(peers: list[Any]) -> None:
+            kept = [p for p in peers if p.get("name") != name]
+            if len(kept) == len(peers):
+                raise InvalidParams(f"no peer named {name!r} in the spec")
+            peers[:] = kept
+
+        return await change_peers(params, remove)
+
     table: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "peers.list": peers_list,
+        "peers.test": peers_test,
+        "peers.add": peers_add,
+        "peers.rm": peers_rm,
         "requests.list": requests_list,
         "providers.list": providers_list,
         "providers.test": providers_test,

@@ -1,0 +1,426 @@
+"""The `p2p` component: the libp2p host, links to the spec's peers, hello and HTTP over P2P.
+
+Inbound requests are checked against the trust rules with the Noise-authenticated peer id,
+then served by this node's own engines through the same router as local clients.
+"""
+
+from __future__ import annotations
+
+__all__ = ("HELLO_PROTOCOL", "P2PComponent", "P2PSlice")
+
+import importlib
+import json
+import logging
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from gate_runner import __version__
+from gate_runner.components.base import RunContext, Services
+from gate_runner.errors import GateError
+from gate_runner.providers.base import Health, ModelInfo
+from gate_runner.providers.remote import RemoteBackend
+from gate_runner.spec import NodeSpec, PeerSpec, TrustSpec
+from gate_runner.trust import RateLimiter, TrustPolicy
+from gate_runner.wire.openai import OpenAIError
+
+if TYPE_CHECKING:
+    from gate_runner.p2p import P2PHost, P2PHttpClient, P2PRequest, P2PStream, ResponseSender
+
+log = logging.getLogger(__name__)
+
+HELLO_PROTOCOL = "/gate/hello/1"
+HELLO_INTERVAL = 5.0  # also the keepalive: a link whose hellos fail is dropped and redialed
+HELLO_TIMEOUT = 5.0
+HELLO_FAILURES_BEFORE_DROP = 3
+MAX_HELLO = 256 * 1024
+_OPS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class P2PSlice:
+    listen: tuple[str, ...]
+    peers: tuple[PeerSpec, ...]
+    trust: TrustSpec
+    node_name: str
+
+
+@dataclass(eq=False)
+class _Live:
+    host: P2PHost
+    client: P2PHttpClient
+    slice: P2PSlice
+    policy: TrustPolicy
+    task_group: TaskGroup
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    links: dict[str, anyio.CancelScope] = field(default_factory=dict)  # peer id -> its link
+    wake: dict[str, anyio.Event] = field(default_factory=dict)  # say hello now
+
+
+class P2PComponent:
+    kind: ClassVar[str] = "p2p"
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._live: _Live | None = None
+
+    def desired(self, spec: NodeSpec) -> Mapping[str, P2PSlice]:
+        return {
+            "p2p": P2PSlice(
+                listen=spec.listen.p2p, peers=spec.peers, trust=spec.trust, node_name=spec.name
+            )
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(
+        self, name: str, slice_: P2PSlice, ctx: RunContext, *, task_status: TaskStatus[None]
+    ) -> None:
+        # Importing py-libp2p takes 1.5-2.3 s (DESIGN.md 6): do it off the event loop, so the
+        # control server and the API keep answering while it loads.
+        p2p = await anyio.to_thread.run_sync(importlib.import_module, "gate_runner.p2p")
+        host: P2PHost = p2p.P2PHost(seed=self._services.identity.seed, listen=slice_.listen)
+        client: P2PHttpClient = p2p.P2PHttpClient(host)
+        host.set_stream_handler(HELLO_PROTOCOL, self._on_hello_stream)
+
+        async def serve_http(stream: P2PStream, remote: str) -> None:
+            await p2p.serve_http_stream(stream, remote, self._on_request)
+
+        host.set_stream_handler(p2p.HTTP_PROTOCOL, serve_http)
+        host.on_connected = self._connected
+        host.on_disconnected = self._disconnected
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(host.run)
+                live = self._live = _Live(
+                    host, client, slice_, TrustPolicy(slice_.trust, slice_.peers), tg
+                )
+                for peer in slice_.peers:
+                    self._start_link(live, peer)
+                self._services.peers.probe = self._probe
+                addrs = ", ".join(host.listen_addrs())
+                ctx.set_condition("Ready", True, "Listening", f"{host.peer_id} on {addrs}")
+                task_status.started()
+                await ctx.stopping.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._live = None
+            self._services.peers.probe = None
+            for state in self._services.peers.all():
+                state.set_state("disconnected")
+                self._forget_models(state.peer_id)
+
+    async def update(self, name: str, old: P2PSlice, new: P2PSlice) -> bool:
+        """Peers and trust change in place: no restart of the host, no dropped links."""
+        live = self._live
+        if live is None or new.listen != old.listen:
+            return False
+        live.slice = new
+        live.policy = TrustPolicy(new.trust, new.peers)
+        old_peers = {p.id: p for p in old.peers}
+        new_peers = {p.id: p for p in new.peers}
+        for peer_id, peer in old_peers.items():
+            if new_peers.get(peer_id) != peer:
+                await self._stop_link(live, peer_id, forget=peer_id not in new_peers)
+        for peer_id, peer in new_peers.items():
+            if old_peers.get(peer_id) != peer:
+                self._start_link(live, peer)
+        for event in live.wake.values():
+            event.set()  # trust or name may have changed what we offer: say hello again
+        return True
+
+    # -- links to declared peers ---------------------------------------------------------------
+
+    def _start_link(self, live: _Live, peer: PeerSpec) -> None:
+        self._services.peers.upsert(peer.id, name=peer.name, addrs=peer.addrs)
+        scope = anyio.CancelScope()
+        live.links[peer.id] = scope
+        live.wake[peer.id] = anyio.Event()
+        live.task_group.start_soon(self._link, live, peer, scope)
+
+    async def _stop_link(self, live: _Live, peer_id: str, *, forget: bool) -> None:
+        scope = live.links.pop(peer_id, None)
+        live.wake.pop(peer_id, None)
+        if scope is not None:
+            scope.cancel()
+        self._forget_models(peer_id)
+        if forget:
+            self._services.peers.remove(peer_id)
+            if live.host.is_connected(peer_id):
+                await live.host.disconnect(peer_id)
+
+    async def _link(self, live: _Live, peer: PeerSpec, scope: anyio.CancelScope) -> None:
+        """Keep one peer connected: dial with backoff, say hello every HELLO_INTERVAL (the
+        keepalive and the model list), and drop a link whose hellos keep failing."""
+        state = self._services.peers.upsert(peer.id, name=peer.name, addrs=peer.addrs)
+        backoff = 1.0
+        failures = 0
+        with scope:
+            while True:
+                if not live.host.is_connected(peer.id):
+                    if not peer.addrs:
+                        await self._pause(live, peer.id, 1.0)  # it dials in
+                        continue
+                    state.set_state("dialing")
+                    try:
+                        await live.host.connect(peer.id, peer.addrs)
+                    except GateError as e:
+                        state.set_state("disconnected", error=str(e))
+                        await self._pause(live, peer.id, backoff)
+                        backoff = min(30.0, backoff * 2)
+                        continue
+                    backoff = 1.0
+                try:
+                    with anyio.fail_after(HELLO_TIMEOUT):
+                        await self._say_hello(live, peer.id)
+                    failures = 0
+                except (GateError, TimeoutError, OSError) as e:
+                    failures += 1
+                    state.last_error = f"hello failed: {e}"
+                    if failures >= HELLO_FAILURES_BEFORE_DROP:
+                        log.warning("link to %s is dead; redialing", peer.name)
+                        await live.host.disconnect(peer.id)
+                        failures = 0
+                await self._pause(live, peer.id, HELLO_INTERVAL)
+
+    async def _probe(self, peer_id: str) -> None:
+        """peers.test: connect if needed, then one hello round trip (records the RTT)."""
+        live = self._live
+        if live is None:
+            raise GateError("the p2p component is not running")
+        state = self._services.peers.get(peer_id)
+        if not live.host.is_connected(peer_id):
+            if state is None or not state.addrs:
+                raise GateError(
+                    "not connected, and the spec gives no address to dial",
+                    hint="add addrs to the peer, or wait for it to dial in",
+                )
+            await live.host.connect(peer_id, state.addrs)
+        with anyio.fail_after(HELLO_TIMEOUT):
+            await self._say_hello(live, peer_id)
+
+    async def _pause(self, live: _Live, peer_id: str, seconds: float) -> None:
+        event = live.wake.get(peer_id)
+        if event is None:
+            await anyio.sleep(seconds)
+            return
+        with anyio.move_on_after(seconds):
+            await event.wait()
+        live.wake[peer_id] = anyio.Event()
+
+    def _connected(self, peer_id: str) -> None:
+        live = self._live
+        state = self._services.peers.get(peer_id)
+        if state is not None:
+            state.set_state("connected")
+            state.connection = "direct"
+        if live is not None and peer_id in live.wake:
+            live.wake[peer_id].set()
+        log.info("peer connected", extra={"peer": state.name if state else peer_id})
+
+    def _disconnected(self, peer_id: str) -> None:
+        state = self._services.peers.get(peer_id)
+        if state is not None:
+            state.set_state("disconnected")
+            state.connection = None
+        self._forget_models(peer_id)
+        log.info("peer disconnected", extra={"peer": state.name if state else peer_id})
+
+    # -- hello -------------------------------------------------------------------------------
+
+    def _hello_for(self, live: _Live, peer_id: str) -> dict[str, Any]:
+        local = sorted(
+            {m.id for e in self._services.providers.entries() if e.local for m in e.models}
+        )
+        return {
+            "version": __version__,
+            "name": live.slice.node_name,
+            "models": live.policy.offered(peer_id, local),
+            "load": sum(e.load.outstanding for e in self._services.providers.entries() if e.local),
+        }
+
+    async def _say_hello(self, live: _Live, peer_id: str) -> None:
+        from gate_runner.p2p import read_json, write_json
+
+        began = time.perf_counter()
+        stream = await live.host.open_stream(peer_id, HELLO_PROTOCOL)
+        try:
+            await write_json(stream, self._hello_for(live, peer_id))
+            reply = await read_json(stream, max_size=MAX_HELLO)
+        finally:
+            await stream.aclose()
+        state = self._services.peers.get(peer_id)
+        if state is not None:
+            state.last_rtt_ms = (time.perf_counter() - began) * 1000
+        self._apply_hello(peer_id, reply)
+
+    async def _on_hello_stream(self, stream: P2PStream, remote: str) -> None:
+        from gate_runner.p2p import read_json, write_json
+
+        live = self._live
+        if live is None:
+            return
+        message = await read_json(stream, max_size=MAX_HELLO)
+        self._apply_hello(remote, message)
+        await write_json(stream, self._hello_for(live, remote))
+
+    def _apply_hello(self, peer_id: str, message: dict[str, Any]) -> None:
+        """Record what a peer offers us. Only peers in our spec become routing targets:
+        a stranger may use this node in public mode, but we never send it our requests."""
+        state = self._services.peers.get(peer_id)
+        if state is None or not state.declared:
+            return
+        models = message.get("models")
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            log.warning("peer %s sent a hello without a model list", state.name)
+            return
+        state.models = tuple(models[:1000])
+        state.remote_name = str(message.get("name") or "")[:128] or None
+        state.version = str(message.get("version") or "")[:32] or None
+        load = message.get("load")
+        state.load = load if isinstance(load, int) else 0
+        self._register_models(state.peer_id, state.name, state.remote_name, state.models)
+
+    def _register_models(
+        self, peer_id: str, name: str, remote_name: str | None, models: tuple[str, ...]
+    ) -> None:
+        live = self._live
+        if live is None:
+            return
+        registry = self._services.providers
+        entry = registry.get(f"@{name}")
+        if entry is None:
+            rank = 1_000 + next((i for i, p in enumerate(live.slice.peers) if p.id == peer_id), 999)
+            remote = RemoteBackend(
+                peer_id=peer_id,
+                peer_name=name,
+                client=live.client,
+                state=self._services.peers.get(peer_id),
+            )
+            entry = registry.add(remote, source="peer", rank=rank, peer=(peer_id, name))
+        owner = remote_name or name
+        infos = [ModelInfo(id=m, created=0, owned_by=owner) for m in models]
+        if isinstance(entry.backend, RemoteBackend):
+            entry.backend.models = infos
+        entry.set_models(infos, at=float("inf"))  # pushed by hellos, never stale
+        entry.health = Health("Healthy")
+
+    def _forget_models(self, peer_id: str) -> None:
+        for entry in self._services.providers.entries():
+            if entry.peer_id == peer_id:
+                self._services.providers.remove(entry.name)
+
+    # -- inbound requests ---------------------------------------------------------------------
+
+    async def _on_request(self, request: P2PRequest, send: ResponseSender) -> None:
+        live = self._live
+        if live is None:
+            return
+        remote = request.remote_peer
+        policy = live.policy
+        name = policy.name_of(remote) or remote
+        decision = policy.admit(remote)
+        if not decision.allowed:
+            log.warning(
+                "refused a request from peer %s: %s",
+                remote,
+                decision.reason,
+                extra={"peer": remote},
+            )
+            await _respond_error(send, OpenAIError.forbidden(decision.reason))
+            return
+        op = _OPS.get(request.path)
+        if op is None or request.method != "POST":
+            await _respond_error(
+                send,
+                OpenAIError(
+                    f"no route for {request.method} {request.path} over P2P",
+                    status=404,
+                    type="invalid_request_error",
+                ),
+            )
+            return
+        admitted = live.limiter.acquire(remote, policy.limits.get(remote))
+        if not admitted.allowed:
+            log.info("rate limited peer %s: %s", name, admitted.reason, extra={"peer": name})
+            await _respond_error(
+                send,
+                OpenAIError.rate_limited(
+                    f"peer {name} is {admitted.reason}", retry_after=admitted.retry_after
+                ),
+            )
+            return
+        state = self._services.peers.get(remote)
+        try:
+            body = await request.body.read()
+            if state is not None:
+                state.requests_served += 1
+                state.bytes_in += len(body)
+            await self._services.router.handle(
+                op,  # type: ignore[arg-type]
+                _peer_scope(request, name, lambda model: policy.may_use(remote, model)),
+                _receive_once(body),
+                _AsgiToP2P(send, state).send,
+            )
+        finally:
+            live.limiter.release(remote)
+
+
+def _peer_scope(request: P2PRequest, name: str, permit: Any) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": request.method,
+        "path": request.path,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers],
+        "client": (f"peer:{name}", 0),
+        "gate.permit": permit,
+    }
+
+
+def _receive_once(body: bytes) -> Any:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        # The stream's reset (the client left) cancels this handler; nothing else arrives.
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    return receive
+
+
+class _AsgiToP2P:
+    """ASGI send messages from the router, as HTTP-over-P2P frames."""
+
+    def __init__(self, sender: ResponseSender, state: Any) -> None:
+        self._sender = sender
+        self._state = state
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])
+            ]
+            await self._sender.start(int(message["status"]), headers)
+        elif message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            if chunk:
+                if self._state is not None:
+                    self._state.bytes_out += len(chunk)
+                await self._sender.send(chunk)
+
+
+async def _respond_error(send: ResponseSender, error: OpenAIError) -> None:
+    headers = [("content-type", "application/json"), *error.headers().items()]
+    await send.respond(error.status, headers, json.dumps(error.body()).encode())

@@ -1,0 +1,114 @@
+"""The `peer` backend: another Gate node, reached over `/gate/http/1` on a warm P2P stream."""
+
+from __future__ import annotations
+
+__all__ = ("HOP_HEADER", "RemoteBackend")
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from gate_runner.httpclient import UpstreamClosed, UpstreamConnectError
+from gate_runner.providers.base import Health, ModelInfo, Operation, Reply, UpstreamRequest
+from gate_runner.wire.openai import OpenAIError
+
+if TYPE_CHECKING:
+    from gate_runner.p2p import P2PHttpClient, P2PResponse
+    from gate_runner.peers import PeerState
+
+_PATHS: dict[Operation, str] = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
+# Marks a request that came from another node: it is served by local engines only, so a
+# request never travels more than one hop (and never loops).
+HOP_HEADER = "x-gate-hop"
+_RETRYABLE = {502, 503, 504}
+
+
+class _PeerBody:
+    __slots__ = ("_errors", "_response")
+
+    def __init__(self, response: P2PResponse, errors: tuple[type[Exception], ...]) -> None:
+        self._response = response
+        self._errors = errors
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._response.receive()
+        except self._errors as e:
+            raise UpstreamClosed(f"the peer's stream broke mid-response: {e}") from e
+
+
+class RemoteBackend:
+    kind = "peer"
+
+    def __init__(
+        self,
+        *,
+        peer_id: str,
+        peer_name: str,
+        client: P2PHttpClient,
+        state: PeerState | None = None,
+    ) -> None:
+        self.name = f"@{peer_name}"
+        self._state = state  # counts requests and bytes sent to the peer
+        self.peer_id = peer_id
+        self.peer_name = peer_name
+        self._client = client
+        self.models: list[ModelInfo] = []  # from the peer's hello
+
+    async def start(self) -> None:
+        """Nothing to do: the link is the p2p component's."""
+
+    @asynccontextmanager
+    async def open(self, request: UpstreamRequest) -> AsyncIterator[Reply]:
+        from gate_runner.p2p import FrameError, StreamError
+
+        parsed = request.parsed
+        # "name@peer" reaches the peer as plain "name"; otherwise the bytes go as they came.
+        body = request.raw_body
+        if parsed.peer is not None:
+            body = json.dumps(parsed.body_for(parsed.model)).encode()
+        headers = [("content-type", "application/json"), (HOP_HEADER, "1")]
+        if self._state is not None:
+            self._state.requests_sent += 1
+            self._state.bytes_out += len(body)
+        errors = (StreamError, FrameError)
+        try:
+            async with self._client.request(
+                self.peer_id, "POST", _PATHS[request.op], headers, body
+            ) as response:
+                status = response.status
+                content_type = (response.header("content-type") or "application/json").encode()
+                if status in _RETRYABLE:
+                    detail = (await response.read())[:500].decode("utf-8", "replace")
+                    raise OpenAIError(
+                        f"peer {self.peer_name} answered {status}: {detail}",
+                        status=status,
+                        type="api_error",
+                        code="upstream_error",
+                    )
+                length = response.header("content-length")
+                yield Reply(
+                    status=status,
+                    content_type=content_type,
+                    stream=content_type.startswith(b"text/event-stream"),
+                    body=_PeerBody(response, errors),
+                    content_length=int(length) if length and length.isdigit() else None,
+                    node=response.header("x-gate-node"),
+                    provider=response.header("x-gate-provider"),
+                )
+        except errors as e:
+            raise UpstreamConnectError(f"peer {self.peer_name}: {e}") from e
+
+    async def fetch_models(self) -> list[ModelInfo]:
+        return list(self.models)
+
+    async def check_health(self) -> Health:
+        return Health("Healthy")
+
+    async def aclose(self) -> None:
+        """The client and its streams belong to the p2p component."""
