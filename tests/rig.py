@@ -88,14 +88,23 @@ class GateNode:
     def data_dir(self) -> Path:
         return self.tmp / "data"
 
-    def start(self, *, wait: bool = True, env: dict[str, str] | None = None) -> float:
+    control_host = "127.0.0.1"
+
+    def start(
+        self,
+        *,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+    ) -> float:
         """Start and return the seconds until node.status answered."""
         began = time.monotonic()
         with self.log_path.open("ab") as log:
+            command = gate_cmd(
+                "up", "-f", str(self.spec_path), "--log-format", "json", "--log-level", "debug"
+            )
             self.proc = subprocess.Popen(
-                gate_cmd(
-                    "up", "-f", str(self.spec_path), "--log-format", "json", "--log-level", "debug"
-                ),
+                [*(prefix or []), *command],
                 stdout=log,
                 stderr=log,
                 env={**os.environ, **(env or {})},
@@ -116,7 +125,7 @@ class GateNode:
     def rpc_raw(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self._id += 1
         response = httpx.post(
-            f"http://127.0.0.1:{self.control_port}/rpc",
+            f"http://{self.control_host}:{self.control_port}/rpc",
             json={"jsonrpc": "2.0", "method": method, "params": params or {}, "id": self._id},
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=30,
@@ -182,9 +191,9 @@ class ServerProcess:
     """A test server started as ``python -m MODULE --port 0 ...``, which prints
     ``listening on http://HOST:PORT`` once it accepts connections."""
 
-    def __init__(self, module: str, *args: str) -> None:
+    def __init__(self, module: str, *args: str, prefix: list[str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", "0", *args],
+            [*(prefix or []), sys.executable, "-m", module, "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

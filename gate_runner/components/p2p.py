@@ -25,6 +25,7 @@ from gate_runner.errors import GateError
 from gate_runner.providers.base import Health, ModelInfo
 from gate_runner.providers.remote import RemoteBackend
 from gate_runner.spec import NodeSpec, PeerSpec, TrustSpec
+from gate_runner.state.peerbook import PeerBook
 from gate_runner.trust import RateLimiter, TrustPolicy
 from gate_runner.wire.openai import OpenAIError
 
@@ -261,6 +262,16 @@ class P2PComponent:
         if state is not None:
             state.last_rtt_ms = (time.perf_counter() - began) * 1000
         self._apply_hello(peer_id, reply)
+        if state is not None and state.declared:
+            await PeerBook(self._services.state).seen(
+                peer_id=peer_id,
+                name=state.name,
+                remote_name=state.remote_name,
+                version=state.version,
+                addrs=state.addrs,
+                models=state.models,
+                rtt_ms=state.last_rtt_ms,
+            )
 
     async def _on_hello_stream(self, stream: P2PStream, remote: str) -> None:
         from gate_runner.p2p import read_json, write_json

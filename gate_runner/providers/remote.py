@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from gate_runner.errors import TransientError
 from gate_runner.httpclient import UpstreamClosed, UpstreamConnectError
 from gate_runner.providers.base import Health, ModelInfo, Operation, Reply, UpstreamRequest
 from gate_runner.wire.openai import OpenAIError
@@ -76,7 +77,8 @@ class RemoteBackend:
         if self._state is not None:
             self._state.requests_sent += 1
             self._state.bytes_out += len(body)
-        errors = (StreamError, FrameError)
+        # StreamError is transient (the link broke); "host not running" is too.
+        errors = (StreamError, FrameError, TransientError)
         try:
             async with self._client.request(
                 self.peer_id, "POST", _PATHS[request.op], headers, body

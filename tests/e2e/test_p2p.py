@@ -100,6 +100,7 @@ def test_bob_answers_from_alices_engine(pair: tuple[GateNode, GateNode]) -> None
     assert any(r["source"] == "peer:bob" and r["status"] == 200 for r in records)
     peers = {p["name"]: p for p in bob.rpc("peers.list")}
     assert peers["alice"]["lastRttMs"] is not None and peers["alice"]["requestsSent"] == 2
+    assert peers["alice"]["lastSeen"] is not None  # from the peer book in state.db
 
 
 def _raw_requests(
@@ -253,3 +254,47 @@ def test_three_nodes_and_peer_cli(
     )
     components = {f"{x['kind']}/{x['key']}": x for x in carol.status()["components"]}  # type: ignore[index]
     assert components["p2p/p2p"]["restarts"] == 0  # peers change in place
+
+
+def test_remote_node_killed_mid_stream(
+    tmp_path: Path, node_factory: type[GateNode], bad_upstream: ServerProcess
+) -> None:
+    alice, alice_id = make_node(
+        node_factory,
+        tmp_path / "a",
+        "alice",
+        f"    static:\n      - {{name: bad, kind: openai, url: '{bad_upstream.url}/v1'}}\n",
+    )
+    bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
+    add_to_spec(alice, peers_yaml(f"{{name: bob, id: {bob_id.node_id.peer_id}}}"))
+    add_to_spec(
+        bob,
+        peers_yaml(
+            f"{{name: alice, id: {alice_id.node_id.peer_id}, "
+            f"addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}"
+        ),
+    )
+    alice.start()
+    bob.start()
+    bob.wait_for(
+        lambda: any(p["models"] for p in bob.rpc("peers.list")), timeout=20, what="link up"
+    )
+    url = f"http://127.0.0.1:{bob.api_port}/v1/chat/completions"
+    body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with httpx.stream("POST", url, json=body, timeout=30) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        assert '"chat.completion.chunk"' in first
+        assert alice.proc is not None
+        alice.proc.kill()  # the remote node dies mid-stream
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert '"error"' in rest[-1], rest[-3:]
+    records = bob.rpc("requests.list", {"limit": 5})
+    assert records[0]["status"] == 502 and "mid-response" in records[0]["error"]
+    # bob notices the link is gone and stops offering alice's models.
+    bob.wait_for(
+        lambda: all(p["state"] != "connected" for p in bob.rpc("peers.list")),
+        timeout=20,
+        what="link down",
+    )

@@ -13,6 +13,7 @@ from gate_runner.components.base import NodeHandle, Services
 from gate_runner.components.control.rpc import InvalidParams, Method
 from gate_runner.errors import GateError
 from gate_runner.spec import canonical_yaml
+from gate_runner.state.peerbook import PeerBook
 
 
 def _param(params: dict[str, Any], name: str, kind: type, *, default: Any = ...) -> Any:
@@ -134,7 +135,8 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
         return [e.to_dict() for e in entries]
 
     async def peers_list(params: dict[str, Any]) -> Any:
-        return [p.to_dict() for p in services.peers.all()]
+        seen = await PeerBook(services.state).last_seen()
+        return [{**p.to_dict(), "lastSeen": seen.get(p.peer_id)} for p in services.peers.all()]
 
     async def peers_test(params: dict[str, Any]) -> Any:
         ref = _param(params, "name", str)
