@@ -114,6 +114,15 @@ class GateNode:
             self.wait_for(self._converged, timeout=15, what="node ready")
         return time.monotonic() - began
 
+    def component_ready(self, key: str) -> bool:
+        """Whether component ``kind/name`` reports Ready (the P2P side comes up after the
+        node is ready, once py-libp2p is imported)."""
+        status = self.status()
+        for c in (status or {}).get("components", []):
+            if f"{c['kind']}/{c['key']}" == key:
+                return any(x["type"] == "Ready" and x["status"] for x in c["conditions"])
+        return False
+
     def _converged(self) -> bool:
         status = self.status()
         return status is not None and status["spec"]["observedGeneration"] >= 1

@@ -72,6 +72,9 @@ class P2PComponent:
     def __init__(self, services: Services) -> None:
         self._services = services
         self._live: _Live | None = None
+        # While the instance loads py-libp2p, in-place updates land here and are applied
+        # as soon as the host is up.
+        self._loading: P2PSlice | None = None
 
     def desired(self, spec: NodeSpec) -> Mapping[str, P2PSlice]:
         return {
@@ -85,8 +88,12 @@ class P2PComponent:
     async def run(
         self, name: str, slice_: P2PSlice, ctx: RunContext, *, task_status: TaskStatus[None]
     ) -> None:
-        # Importing py-libp2p takes 1.5-2.3 s (DESIGN.md 6): do it off the event loop, so the
-        # control server and the API keep answering while it loads.
+        # Importing py-libp2p takes 1.5-2.3 s (DESIGN.md 6): do it off the event loop, and
+        # report started before it, so that the node is ready (control, API, local engines)
+        # in well under 2 s while its P2P side comes up. Ready turns true once listening.
+        ctx.set_condition("Ready", False, "Loading", "importing py-libp2p")
+        self._loading = slice_
+        task_status.started()
         p2p = await anyio.to_thread.run_sync(importlib.import_module, "gate_runner.p2p")
         host: P2PHost = p2p.P2PHost(seed=self._services.identity.seed, listen=slice_.listen)
         client: P2PHttpClient = p2p.P2PHttpClient(host)
@@ -101,6 +108,7 @@ class P2PComponent:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(host.run)
+                slice_, self._loading = self._loading or slice_, None
                 live = self._live = _Live(
                     host, client, slice_, TrustPolicy(slice_.trust, slice_.peers), tg
                 )
@@ -109,11 +117,10 @@ class P2PComponent:
                 self._services.peers.probe = self._probe
                 addrs = ", ".join(host.listen_addrs())
                 ctx.set_condition("Ready", True, "Listening", f"{host.peer_id} on {addrs}")
-                task_status.started()
                 await ctx.stopping.wait()
                 tg.cancel_scope.cancel()
         finally:
-            self._live = None
+            self._live = self._loading = None
             self._services.peers.probe = None
             for state in self._services.peers.all():
                 state.set_state("disconnected")
@@ -121,8 +128,13 @@ class P2PComponent:
 
     async def update(self, name: str, old: P2PSlice, new: P2PSlice) -> bool:
         """Peers and trust change in place: no restart of the host, no dropped links."""
+        if new.listen != old.listen:
+            return False
+        if self._loading is not None:
+            self._loading = new
+            return True
         live = self._live
-        if live is None or new.listen != old.listen:
+        if live is None:
             return False
         live.slice = new
         live.policy = TrustPolicy(new.trust, new.peers)

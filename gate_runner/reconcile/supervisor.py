@@ -72,7 +72,10 @@ class _StartedSignal:
     def started(self, value: object = None) -> None:
         inst = self._inst
         inst.running = True
-        if not inst.status.ready:
+        # A component that set its own Ready condition before starting (say, Ready=False
+        # while it loads in the background) keeps it; otherwise starting means ready.
+        ready = inst.status.conditions.get("Ready")
+        if ready is None or ready.reason == "Starting":
             self._supervisor._set(inst, "Ready", True, "Started", "")
         self._supervisor._settle(inst)
 
@@ -213,6 +216,7 @@ class Supervisor:
                 inst.done.set()
 
     async def _run_once(self, inst: _Instance) -> None:
+        self._set(inst, "Ready", False, "Starting", "")
         await inst.component.run(
             inst.key[1], inst.slice, inst.ctx, task_status=_StartedSignal(self, inst)
         )

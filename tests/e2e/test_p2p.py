@@ -161,6 +161,7 @@ def test_trust_rules_on_inbound_requests(
         ),
     )
     alice.start()
+    alice.wait_for(lambda: alice.component_ready("p2p/p2p"), timeout=20, what="p2p up")
     target = alice_id.node_id.peer_id
     chat = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
 
