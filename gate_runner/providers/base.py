@@ -8,6 +8,7 @@ __all__ = (
     "Body",
     "Health",
     "ModelInfo",
+    "OneChunk",
     "Operation",
     "Reply",
     "UpstreamRequest",
@@ -76,6 +77,19 @@ class Body(Protocol):
     """
 
     async def receive(self) -> bytes: ...
+
+
+class OneChunk:
+    """A body that is already complete: one chunk, then the end."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def receive(self) -> bytes:
+        data, self._data = self._data, b""
+        return data
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 
 from gate_runner.errors import PermanentError
-from gate_runner.providers.base import Health, ModelInfo, Reply, UpstreamRequest, timed
+from gate_runner.providers.base import Health, ModelInfo, OneChunk, Reply, UpstreamRequest, timed
 from gate_runner.wire.openai import ChatRequest, CompletionRequest, EmbeddingsRequest, OpenAIError
 from gate_runner.wire.sse import DONE, encode_json
 
@@ -415,17 +415,6 @@ def _base64_floats(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
-class _Once:
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def receive(self) -> bytes:
-        data, self._data = self._data, b""
-        return data
-
-
 class _Stream:
     """One streamed generation as SSE events. The engine's chunk generator is advanced on a
     worker thread a batch per ``receive()``, so generation runs at the reader's pace and
@@ -664,12 +653,12 @@ class LlamaCppBackend:
                         status=200,
                         content_type=_JSON,
                         stream=False,
-                        body=_Once(data),
+                        body=OneChunk(data),
                         usage=out.get("usage"),
                         content_length=len(data),
                     )
                     return
-                reply = Reply(status=200, content_type=_SSE, stream=True, body=_Once(b""))
+                reply = Reply(status=200, content_type=_SSE, stream=True, body=OneChunk(b""))
                 stream = _Stream(
                     provider=self.name,
                     run=run,
@@ -717,7 +706,7 @@ class LlamaCppBackend:
             status=200,
             content_type=_JSON,
             stream=False,
-            body=_Once(data),
+            body=OneChunk(data),
             usage=out.get("usage"),
             content_length=len(data),
         )

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from gate_runner.httpclient import HTTPPool, Response, UpstreamError
-from gate_runner.providers.base import Health, ModelInfo, Reply, UpstreamRequest, timed
+from gate_runner.providers.base import Health, ModelInfo, OneChunk, Reply, UpstreamRequest, timed
 from gate_runner.wire import ollama as wire
 from gate_runner.wire.openai import OpenAIError
 
@@ -54,17 +54,6 @@ class _TranslatedStream:
             if out:
                 return b"".join(out)
         return b""
-
-
-class _Once:
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def receive(self) -> bytes:
-        data, self._data = self._data, b""
-        return data
 
 
 class OllamaBackend:
@@ -113,7 +102,7 @@ class OllamaBackend:
                         model=model,
                         include_usage=getattr(parsed, "include_usage", False),
                     )
-                reply = Reply(status=200, content_type=_SSE, stream=True, body=_Once(b""))
+                reply = Reply(status=200, content_type=_SSE, stream=True, body=OneChunk(b""))
                 reply.body = _TranslatedStream(response, translator, reply)
                 yield reply
                 return
@@ -135,7 +124,7 @@ class OllamaBackend:
                 status=200,
                 content_type=_JSON,
                 stream=False,
-                body=_Once(encoded),
+                body=OneChunk(encoded),
                 usage=out.get("usage"),
                 content_length=len(encoded),
             )

@@ -34,16 +34,12 @@ def add_to_spec(node: GateNode, text: str) -> None:
     node.spec_path.write_text(node.spec_path.read_text() + text)
 
 
-@pytest.fixture
-def pair(
-    tmp_path: Path, node_factory: type[GateNode], engine: LlamaServer
+def linked_pair(
+    node_factory: type[GateNode], tmp_path: Path, provider: str
 ) -> tuple[GateNode, GateNode]:
-    """alice serves the engine; bob has none and uses alice's."""
+    """alice with one provider, bob with none; each lists the other, bob dials alice."""
     alice, alice_id = make_node(
-        node_factory,
-        tmp_path / "a",
-        "alice",
-        f"    static:\n      - {{name: llama, kind: openai, url: '{engine.base_url}'}}\n",
+        node_factory, tmp_path / "a", "alice", f"    static:\n      - {provider}\n"
     )
     bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
     add_to_spec(alice, peers_yaml(f"{{name: bob, id: {bob_id.node_id.peer_id}}}"))
@@ -62,6 +58,16 @@ def pair(
         what="link up",
     )
     return alice, bob
+
+
+@pytest.fixture
+def pair(
+    tmp_path: Path, node_factory: type[GateNode], engine: LlamaServer
+) -> tuple[GateNode, GateNode]:
+    """alice serves the engine; bob has none and uses alice's."""
+    return linked_pair(
+        node_factory, tmp_path, f"{{name: llama, kind: openai, url: '{engine.base_url}'}}"
+    )
 
 
 def test_bob_answers_from_alices_engine(pair: tuple[GateNode, GateNode]) -> None:
@@ -260,25 +266,8 @@ def test_three_nodes_and_peer_cli(
 def test_remote_node_killed_mid_stream(
     tmp_path: Path, node_factory: type[GateNode], bad_upstream: ServerProcess
 ) -> None:
-    alice, alice_id = make_node(
-        node_factory,
-        tmp_path / "a",
-        "alice",
-        f"    static:\n      - {{name: bad, kind: openai, url: '{bad_upstream.url}/v1'}}\n",
-    )
-    bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
-    add_to_spec(alice, peers_yaml(f"{{name: bob, id: {bob_id.node_id.peer_id}}}"))
-    add_to_spec(
-        bob,
-        peers_yaml(
-            f"{{name: alice, id: {alice_id.node_id.peer_id}, "
-            f"addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}"
-        ),
-    )
-    alice.start()
-    bob.start()
-    bob.wait_for(
-        lambda: any(p["models"] for p in bob.rpc("peers.list")), timeout=20, what="link up"
+    alice, bob = linked_pair(
+        node_factory, tmp_path, f"{{name: bad, kind: openai, url: '{bad_upstream.url}/v1'}}"
     )
     url = f"http://127.0.0.1:{bob.api_port}/v1/chat/completions"
     body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]}
