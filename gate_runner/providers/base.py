@@ -12,13 +12,15 @@ __all__ = (
     "Operation",
     "Reply",
     "UpstreamRequest",
+    "json_reply",
 )
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from gate_runner.wire.openai import ChatRequest, CompletionRequest, EmbeddingsRequest
 
@@ -134,6 +136,19 @@ class Backend(Protocol):
     async def check_health(self) -> Health: ...
 
     async def aclose(self) -> None: ...
+
+
+def json_reply(answer: dict[str, Any]) -> Reply:
+    """A complete, non-streamed JSON answer, with its length and token usage known."""
+    data = json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()
+    return Reply(
+        status=200,
+        content_type=b"application/json",
+        stream=False,
+        body=OneChunk(data),
+        usage=answer.get("usage"),
+        content_length=len(data),
+    )
 
 
 async def timed(check: Callable[[], Awaitable[str | None]]) -> Health:

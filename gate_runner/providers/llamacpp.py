@@ -8,7 +8,6 @@ __all__ = ("LlamaCppBackend", "llama_available")
 import base64
 import importlib.metadata
 import importlib.util
-import json
 import os
 import re
 import struct
@@ -25,7 +24,15 @@ import anyio
 import anyio.to_thread
 
 from gate_runner.errors import PermanentError
-from gate_runner.providers.base import Health, ModelInfo, OneChunk, Reply, UpstreamRequest, timed
+from gate_runner.providers.base import (
+    Health,
+    ModelInfo,
+    OneChunk,
+    Reply,
+    UpstreamRequest,
+    json_reply,
+    timed,
+)
 from gate_runner.wire.openai import ChatRequest, CompletionRequest, EmbeddingsRequest, OpenAIError
 from gate_runner.wire.sse import DONE, encode_json
 
@@ -648,15 +655,7 @@ class LlamaCppBackend:
                     except Exception as e:
                         raise _engine_error(e, provider=self.name, param=param) from e
                     out["id"] = request.request_id
-                    data = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
-                    yield Reply(
-                        status=200,
-                        content_type=_JSON,
-                        stream=False,
-                        body=OneChunk(data),
-                        usage=out.get("usage"),
-                        content_length=len(data),
-                    )
+                    yield json_reply(out)
                     return
                 reply = Reply(status=200, content_type=_SSE, stream=True, body=OneChunk(b""))
                 stream = _Stream(
@@ -701,15 +700,7 @@ class LlamaCppBackend:
         if raw.get("encoding_format") == "base64":
             for item in out["data"]:
                 item["embedding"] = _base64_floats(item["embedding"])
-        data = json.dumps(out, separators=(",", ":")).encode()
-        return Reply(
-            status=200,
-            content_type=_JSON,
-            stream=False,
-            body=OneChunk(data),
-            usage=out.get("usage"),
-            content_length=len(data),
-        )
+        return json_reply(out)
 
     async def fetch_models(self) -> list[ModelInfo]:
         """The file's stem, without loading it: ``tiny`` for ``tiny.gguf``."""

@@ -11,7 +11,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from gate_runner.httpclient import HTTPPool, Response, UpstreamError
-from gate_runner.providers.base import Health, ModelInfo, OneChunk, Reply, UpstreamRequest, timed
+from gate_runner.providers.base import (
+    Health,
+    ModelInfo,
+    OneChunk,
+    Reply,
+    UpstreamRequest,
+    json_reply,
+    timed,
+)
 from gate_runner.wire import ollama as wire
 from gate_runner.wire.openai import OpenAIError
 
@@ -119,15 +127,7 @@ class OllamaBackend:
                 out = wire.ollama_embed_to_openai(
                     data, model=model, encoding_format=parsed.raw.get("encoding_format")
                 )
-            encoded = json.dumps(out, separators=(",", ":")).encode()
-            yield Reply(
-                status=200,
-                content_type=_JSON,
-                stream=False,
-                body=OneChunk(encoded),
-                usage=out.get("usage"),
-                content_length=len(encoded),
-            )
+            yield json_reply(out)
 
     async def _get_json(self, path: str) -> Any:
         response, body = await self._pool.request("GET", path)
