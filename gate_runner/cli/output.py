@@ -58,4 +58,22 @@ def render_status(status: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append(table(["COMPONENT", "READY", "REASON", "GEN", "RESTARTS", "MESSAGE"], rows))
+    peers = status.get("peers") or []
+    if peers:
+        lines.append("")
+        lines.append(
+            table(
+                ["PEER", "STATE", "RTT", "MODELS", "PEER ID"],
+                [
+                    [
+                        p["name"],
+                        p["state"],
+                        "-" if p["lastRttMs"] is None else f"{p['lastRttMs']:.1f}ms",
+                        p["models"],
+                        p["peerId"],
+                    ]
+                    for p in peers
+                ],
+            )
+        )
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from gate_runner import __version__
 from gate_runner.components.base import Component
 from gate_runner.errors import ConflictError, GateError, SpecError, SpecIssue
 from gate_runner.identity import Identity
+from gate_runner.peers import PeerTable
 from gate_runner.reconcile.planner import Key
 from gate_runner.reconcile.status import ComponentStatus
 from gate_runner.reconcile.supervisor import Supervisor
@@ -49,7 +50,9 @@ class Controller:
         supervisor: Supervisor,
         env: Mapping[str, str] | None = None,
         publish: Callable[[str, dict[str, Any]], None] | None = None,
+        peers: PeerTable | None = None,
     ) -> None:
+        self._peers = peers
         self._current = boot
         self._source = source
         self._state = state
@@ -339,5 +342,15 @@ class Controller:
                 ],
             },
             "components": [s.to_dict() for s in self._supervisor.statuses()],
+            "peers": [
+                {
+                    "name": p.name,
+                    "peerId": p.peer_id,
+                    "state": p.state,
+                    "lastRttMs": p.last_rtt_ms,
+                    "models": len(p.models),
+                }
+                for p in (self._peers.all() if self._peers is not None else [])
+            ],
             "time": now_rfc3339(),
         }

@@ -118,6 +118,7 @@ async def run_node(
             state=boot.state,
             identity=boot.identity,
             supervisor=supervisor,
+            peers=peers,
         )
         on_start, on_done = request_recorder(metrics, requests)
         node_id = boot.identity.node_id

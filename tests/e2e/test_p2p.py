@@ -245,6 +245,9 @@ def test_three_nodes_and_peer_cli(
         model="llama3:8b", messages=[{"role": "user", "content": "a b c"}], max_tokens=3
     )
     assert r1.headers["x-gate-node"] == "alice" and r2.headers["x-gate-node"] == "bob"
+    status = run_gate("status", "-f", spec)
+    assert status.returncode == 0
+    assert any(line.split()[:2] == ["alice", "connected"] for line in status.stdout.splitlines())
     ls = run_gate("peers", "ls", "-f", spec)
     assert ls.returncode == 0 and "alice" in ls.stdout and "connected" in ls.stdout
     test = run_gate("peers", "test", "alice", "-f", spec, "-o", "json")
