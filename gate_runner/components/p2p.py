@@ -245,6 +245,9 @@ class P2PComponent:
             state.set_state("disconnected")
             state.connection = None
         self._forget_models(peer_id)
+        live = self._live
+        if live is not None and peer_id in live.wake:
+            live.wake[peer_id].set()  # redial now, not at the next hello
         log.info("peer disconnected", extra={"peer": state.name if state else peer_id})
 
     # -- hello -------------------------------------------------------------------------------

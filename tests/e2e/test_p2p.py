@@ -291,3 +291,48 @@ def test_remote_node_killed_mid_stream(
         timeout=20,
         what="link down",
     )
+
+
+def test_many_cancelled_requests_keep_the_link_up(
+    tmp_path: Path, node_factory: type[GateNode], bad_upstream: ServerProcess
+) -> None:
+    """Clients leaving mid-stream cancel B's forwards mid-write; the Noise session must not
+    lose a message, or every later one fails to decrypt and A drops the link."""
+    import trio
+
+    alice, bob = linked_pair(
+        node_factory, tmp_path, f"{{name: bad, kind: openai, url: '{bad_upstream.url}/v1'}}"
+    )
+    payload = json.dumps(
+        {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    ).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+
+    async def one(cut: trio.Event) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", bob.api_port)
+        async with stream:
+            await stream.send_all(request)
+            await stream.receive_some(65536)
+            await cut.wait()  # then every client leaves at once
+
+    async def round_() -> None:
+        cut = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for _ in range(32):
+                nursery.start_soon(one, cut)
+            await trio.sleep(0.3)
+            cut.set()
+
+    for _ in range(5):
+        trio.run(round_)
+        ok = httpx.post(
+            f"http://127.0.0.1:{bob.api_port}/v1/chat/completions",
+            timeout=30,
+            json={"model": "ok", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert ok.status_code == 200, ok.text
+    assert not any("Failed authentication" in r.get("msg", "") for r in alice.log_records())
+    assert not any(r.get("msg") == "peer disconnected" for r in bob.log_records())
