@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from gate_runner import __version__
+from gate_runner.components.api.proxy import ClientGone
 from gate_runner.components.base import RunContext, Services
 from gate_runner.errors import GateError
 from gate_runner.providers.base import Health, ModelInfo
@@ -434,6 +435,15 @@ class _AsgiToP2P:
         self._state = state
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
+        from gate_runner.p2p import StreamError
+
+        try:
+            await self._send(message)
+        except StreamError as e:
+            # The requesting node reset the stream: its client left.
+            raise ClientGone(str(e)) from e
+
+    async def _send(self, message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             headers = [
                 (k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])

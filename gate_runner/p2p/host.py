@@ -478,6 +478,41 @@ def _drop_auto_identify(swarm: Any) -> None:
             swarm.remove_notifee(notifee)
 
 
+# A shielded write to the encrypted connection gives up after this long and breaks the
+# connection (yamux's own flow-control wait is 5 s).
+_SECURE_WRITE_TIMEOUT = 10.0
+
+
+def shield_secure_writes() -> None:
+    """Make every write to a secured connection run to the end, whoever is cancelled.
+
+    py-libp2p's Noise session encrypts (advancing its nonce) and then writes to the socket.
+    A cancel in between (a client leaving mid-stream cancels the task writing its data, or
+    a yamux window update sent from a read) loses a message, and the peer fails to decrypt
+    every message after it: "Failed authentication of message", and the link drops.
+    Patching the one choke point, SecureSession.write, covers all writers. Idempotent.
+    """
+    from libp2p.io.exceptions import IOException
+    from libp2p.security.secure_session import SecureSession
+
+    original = SecureSession.write
+    if getattr(original, "_gate_shielded", False):
+        return
+
+    async def write(self: Any, data: bytes) -> None:
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + _SECURE_WRITE_TIMEOUT
+            await original(self, data)
+        if scope.cancelled_caught:
+            raise IOException(f"a write stalled for {_SECURE_WRITE_TIMEOUT:g}s")
+
+    write._gate_shielded = True  # type: ignore[attr-defined]
+    SecureSession.write = write  # type: ignore[method-assign]
+
+
+shield_secure_writes()
+
+
 def _stop_inbound_task_leak(swarm: Any) -> None:
     """Replace py-libp2p 0.8.1's inbound connection handler with one that ends with the
     connection.

@@ -21,8 +21,6 @@ log = logging.getLogger("gate.p2p")
 # A reset or close is one small yamux frame; if the connection cannot take it within this
 # long it is dead anyway, and the swarm resets every stream when it drops the connection.
 _CLEANUP_TIMEOUT: Final = 2.0
-# A shielded write gives up after this long (yamux's own flow-control wait is 5 s).
-_WRITE_TIMEOUT = 10.0
 # libp2p raises its own classes for I/O on a stream and OSError / trio errors from the socket
 # below; all of them mean this stream can carry nothing more.
 _IO_ERRORS: Final = (BaseLibp2pError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
@@ -93,18 +91,10 @@ class P2PStream:
         return self._reader.buffered > 0 or await self._reader.fill()
 
     async def write(self, data: bytes) -> None:
-        """Write all of ``data``. Shielded from cancellation (within a deadline): py-libp2p's
-        Noise session advances its nonce before the socket write, so a write cut short by a
-        cancel (a client that left) desynchronises the whole connection, not just this
-        stream, and the peer then fails to decrypt everything after it."""
+        """Write all of ``data`` (cancellable: the encrypted connection below is protected
+        by ``host.shield_secure_writes``)."""
         try:
-            with anyio.CancelScope(shield=True), anyio.fail_after(_WRITE_TIMEOUT):
-                await self._stream.write(data)
-        except TimeoutError as e:
-            raise StreamError(
-                f"{self.protocol} stream to {self.remote_peer_id}: a write stalled for "
-                f"{_WRITE_TIMEOUT:g}s"
-            ) from e
+            await self._stream.write(data)
         except (_Libp2pStreamReset, MuxedStreamReset) as e:
             raise StreamReset(f"peer {self.remote_peer_id} reset the {self.protocol} stream") from e
         except _IO_ERRORS as e:

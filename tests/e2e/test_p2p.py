@@ -335,4 +335,7 @@ def test_many_cancelled_requests_keep_the_link_up(
         )
         assert ok.status_code == 200, ok.text
     assert not any("Failed authentication" in r.get("msg", "") for r in alice.log_records())
+    assert not any(r.get("level") == "error" for r in alice.log_records())
+    records = alice.rpc("requests.list", {"limit": 200})
+    assert sum(1 for r in records if r["status"] == 499) >= 100  # the left clients, recorded
     assert not any(r.get("msg") == "peer disconnected" for r in bob.log_records())

@@ -3,7 +3,7 @@ circuit breakers, load tracking, disconnect cancellation and the request record.
 
 from __future__ import annotations
 
-__all__ = ("Proxy", "RequestOutcome")
+__all__ = ("ClientGone", "Proxy", "RequestOutcome")
 
 import json
 import secrets
@@ -78,8 +78,9 @@ class RequestOutcome:
     node: str | None = None  # the remote node that answered, when one did
 
 
-class _ClientGone(Exception):
-    """The client disconnected; the upstream request was cancelled."""
+class ClientGone(Exception):
+    """The client went away. Raised by a ``send`` that finds it gone (the P2P side), or
+    by the router when the disconnect watcher fired; the upstream request is cancelled."""
 
 
 def _upstream_error(error: Exception, provider: str) -> OpenAIError:
@@ -95,6 +96,12 @@ def _upstream_error(error: Exception, provider: str) -> OpenAIError:
     if isinstance(error, ResponseTooLarge):
         return OpenAIError.bad_gateway(str(error), code="upstream_too_large")
     return OpenAIError.bad_gateway(f"provider {provider} failed: {error}")
+
+
+def _only_cancelled(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(trio.Cancelled)[1] is None
+    return isinstance(error, trio.Cancelled)
 
 
 def _retryable(error: Exception) -> bool:
@@ -183,9 +190,17 @@ class Proxy:
             outcome.error = e.message
             if not headers_sent:
                 await send_error(send, e, request_id=outcome.request_id)
-        except _ClientGone:
+        except ClientGone:
             outcome.status = CLIENT_CLOSED
             outcome.error = "client disconnected"
+        except BaseException as e:
+            # Cancelled from outside (it may come through a nursery, wrapped in a group):
+            # the P2P server cancels a peer's request when the requesting node resets the
+            # stream because its client left.
+            if _only_cancelled(e) and not outcome.responded:
+                outcome.status = CLIENT_CLOSED
+                outcome.error = "cancelled: the requester went away"
+            raise
         except UpstreamError as e:
             # Failed after the head went out, on a body that is not SSE: all that is left is
             # to cut the connection, so the client sees a truncated response.
@@ -201,7 +216,7 @@ class Proxy:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _ClientGone
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
@@ -276,13 +291,15 @@ class Proxy:
             nursery.start_soon(watch)
             try:
                 await self._forward(request, outcome, send, began)
+            except ClientGone:
+                gone = True
             except (OpenAIError, UpstreamError) as e:
                 # Raised out of the nursery it would come wrapped in an ExceptionGroup.
                 failure = e
             finally:
                 nursery.cancel_scope.cancel()
         if gone:
-            raise _ClientGone
+            raise ClientGone
         if failure is not None:
             raise failure
 
