@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test rig needs, when they are missing and we are root.
 # libgmp-dev: py-libp2p builds fastecdsa from source, which needs the GMP headers.
+# openssl: a test reads a key written by `openssl genpkey`.
+# iproute2: the network-namespace test (`ip netns`, veth pairs).
+# nix-bin: `nix-instantiate --parse flake.nix` checks the flake.
 set -euo pipefail
-needed=(libgmp-dev)
+needed=(libgmp-dev openssl iproute2 nix-bin)
 missing=()
 for pkg in "${needed[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -124,7 +124,6 @@ def test_node_id_needs_32_bytes(key: bytes) -> None:
 
 @pytest.mark.parametrize("seed", [bytes(range(32)), bytes(32), b"\xff" * 32, b"gate" * 8])
 def test_peer_id_matches_libp2p(seed: bytes) -> None:
-    pytest.importorskip("libp2p", reason="py-libp2p (the p2p extra) is not installed")
     from libp2p.crypto.ed25519 import create_new_key_pair
     from libp2p.peer.id import ID
 
@@ -143,7 +142,6 @@ def test_peer_id_matches_libp2p(seed: bytes) -> None:
 
 @given(keys32)
 def test_peer_id_matches_libp2p_for_any_key(key: bytes) -> None:
-    pytest.importorskip("libp2p", reason="py-libp2p (the p2p extra) is not installed")
     from libp2p.crypto.ed25519 import Ed25519PublicKey
     from libp2p.peer.id import ID
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,7 +147,7 @@ def test_rfc8032_vector() -> None:
 def test_reads_a_key_written_by_openssl(tmp_path: Path) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("the openssl command is not installed")
+        pytest.fail("the openssl command is not installed (scripts/system-deps.sh installs it)")
     path = tmp_path / "identity.pem"
     subprocess.run([openssl, "genpkey", "-algorithm", "ed25519", "-out", str(path)], check=True)
     path.chmod(0o600)
@@ -254,19 +255,44 @@ def test_save_under_a_regular_file(tmp_path: Path) -> None:
     assert "Not a directory" in caught.value.message
 
 
+_READ_ONLY_SAVE = """
+import sys
+from pathlib import Path
+from gate_runner.errors import IdentityError
+from gate_runner.identity import Identity
+directory = Path(sys.argv[1])
+try:
+    Identity.generate().save(directory / "identity.pem")
+except IdentityError as e:
+    print(e.message)
+    sys.exit(0)
+sys.exit("saved into a read-only directory")
+"""
+
+
 def test_save_into_a_read_only_directory(tmp_path: Path) -> None:
     directory = tmp_path / "ro"
     directory.mkdir()
     directory.chmod(0o500)
+    # Root writes into a 0500 directory through CAP_DAC_OVERRIDE; as root the save runs in
+    # a child without that capability (util-linux setpriv), so the refusal is real.
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to drop root's override"
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--"]
     try:
-        if os.access(directory, os.W_OK):
-            pytest.skip("running as root: a 0500 directory is still writable")
-        with pytest.raises(IdentityError) as caught:
-            Identity.generate().save(directory / "identity.pem")
-        assert str(directory) in caught.value.message
-        assert "Permission denied" in caught.value.message
+        result = subprocess.run(
+            [*prefix, sys.executable, "-c", _READ_ONLY_SAVE, str(directory)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     finally:
         directory.chmod(0o700)
+    assert result.returncode == 0, result.stderr
+    assert str(directory) in result.stdout
+    assert "Permission denied" in result.stdout
 
 
 def test_load_or_create(tmp_path: Path) -> None:
