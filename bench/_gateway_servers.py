@@ -100,30 +100,36 @@ _MODELS_RESPONSE = (
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
 
 
+async def read_request(stream: Any, buf: bytearray) -> bytes | None:
+    """One HTTP/1.1 request off a kept-alive connection: returns its head (the body, sized
+    by content-length, is read and dropped), or None when the client closed."""
+    end = buf.find(b"\r\n\r\n")
+    while end < 0:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buf += data
+        end = buf.find(b"\r\n\r\n")
+    head = bytes(buf[:end])
+    length = 0
+    at = head.lower().find(b"content-length:")
+    if at >= 0:
+        length = int(head[at + 15 :].split(b"\r\n", 1)[0])
+    while len(buf) < end + 4 + length:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buf += data
+    del buf[: end + 4 + length]
+    return head
+
+
 async def _serve_sse_connection(stream: Any) -> None:
     import trio
 
     buf = bytearray()
     try:
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            while end < 0:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-                end = buf.find(b"\r\n\r\n")
-            head = bytes(buf[:end])
-            length = 0
-            at = head.lower().find(b"content-length:")
-            if at >= 0:
-                length = int(head[at + 15 :].split(b"\r\n", 1)[0])
-            while len(buf) < end + 4 + length:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-            del buf[: end + 4 + length]
+        while (head := await read_request(stream, buf)) is not None:
             method, path = head.split(b" ", 2)[:2]
             if method == b"POST" and path.endswith(b"/chat/completions"):
                 await stream.send_all(_SSE_HEAD)

@@ -24,6 +24,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _gateway_servers import read_request  # noqa: E402
+
 from gate_runner.httpclient import HTTPPool  # noqa: E402
 
 BODY = b'{"id":"cmpl-1","object":"chat.completion","choices":[' + b"0" * 345 + b"]}"
@@ -43,25 +45,7 @@ HEADERS = [(b"content-type", b"application/json")]
 async def _serve_one(stream: trio.SocketStream) -> None:
     buf = bytearray()
     try:
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            while end < 0:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-                end = buf.find(b"\r\n\r\n")
-            head = bytes(buf[:end]).lower()
-            length = 0
-            at = head.find(b"content-length:")
-            if at >= 0:
-                length = int(head[at + 15 :].split(b"\r\n", 1)[0])
-            while len(buf) < end + 4 + length:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-            del buf[: end + 4 + length]
+        while await read_request(stream, buf) is not None:
             await stream.send_all(RESPONSE)
     except trio.BrokenResourceError:
         pass

@@ -36,7 +36,6 @@ from gate_runner.providers.base import (
 from gate_runner.wire.openai import ChatRequest, CompletionRequest, EmbeddingsRequest, OpenAIError
 from gate_runner.wire.sse import DONE, encode_json
 
-_JSON = b"application/json"
 _SSE = b"text/event-stream"
 
 MAX_CTX = 2048

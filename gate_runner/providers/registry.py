@@ -80,6 +80,7 @@ class ProviderRegistry:
     ) -> None:
         self._entries: dict[str, ProviderEntry] = {}
         self._models_ttl = models_ttl
+        self._breaker = (5, 5.0)  # (failure threshold, cooldown): spec.routing.circuitBreaker
         self._clock = clock
 
     def add(
@@ -93,11 +94,23 @@ class ProviderRegistry:
         """Register a backend. ``peer`` is (peer id, name) for a remote node's models."""
         if backend.name in self._entries:
             raise GateError(f"a provider named {backend.name!r} is already registered")
-        entry = ProviderEntry(backend=backend, source=source, rank=rank)
+        threshold, cooldown = self._breaker
+        entry = ProviderEntry(
+            backend=backend,
+            source=source,
+            rank=rank,
+            breaker=CircuitBreaker(threshold=threshold, cooldown=cooldown),
+        )
         if peer is not None:
             entry.peer_id, entry.peer_name = peer
         self._entries[backend.name] = entry
         return entry
+
+    def set_breaker(self, *, threshold: int, cooldown: float) -> None:
+        """Breaker settings for every entry, present and future (the spec may change them)."""
+        self._breaker = (threshold, cooldown)
+        for entry in self._entries.values():
+            entry.breaker.tune(threshold=threshold, cooldown=cooldown)
 
     def remove(self, name: str) -> ProviderEntry | None:
         return self._entries.pop(name, None)

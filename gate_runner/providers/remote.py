@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ("HOP_HEADER", "RemoteBackend")
+__all__ = ("RemoteBackend",)
 
 import json
 from collections.abc import AsyncIterator
@@ -23,9 +23,6 @@ _PATHS: dict[Operation, str] = {
     "completions": "/v1/completions",
     "embeddings": "/v1/embeddings",
 }
-# Marks a request that came from another node: it is served by local engines only, so a
-# request never travels more than one hop (and never loops).
-HOP_HEADER = "x-gate-hop"
 _RETRYABLE = {502, 503, 504}
 
 
@@ -73,7 +70,9 @@ class RemoteBackend:
         body = request.raw_body
         if parsed.peer is not None:
             body = json.dumps(parsed.body_for(parsed.model)).encode()
-        headers = [("content-type", "application/json"), (HOP_HEADER, "1")]
+        # The receiving node serves a peer's request with its own engines only (the p2p
+        # component scopes it so), so a request travels one hop and never loops.
+        headers = [("content-type", "application/json")]
         if self._state is not None:
             self._state.requests_sent += 1
             self._state.bytes_out += len(body)

@@ -7,7 +7,7 @@ __all__ = ("Controller",)
 import difflib
 import logging
 import os
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from gate_runner.errors import ConflictError, GateError, SpecError, SpecIssue
 from gate_runner.identity import Identity
 from gate_runner.peers import PeerTable
 from gate_runner.reconcile.planner import Key
-from gate_runner.reconcile.status import ComponentStatus
 from gate_runner.reconcile.supervisor import Supervisor
 from gate_runner.spec import LoadedSpec, NodeSpec, canonical_yaml, load_spec, spec_digest
 from gate_runner.spec.write import atomic_write, render_update
@@ -49,7 +48,6 @@ class Controller:
         identity: Identity,
         supervisor: Supervisor,
         env: Mapping[str, str] | None = None,
-        publish: Callable[[str, dict[str, Any]], None] | None = None,
         peers: PeerTable | None = None,
     ) -> None:
         self._peers = peers
@@ -59,7 +57,6 @@ class Controller:
         self._identity = identity
         self._supervisor = supervisor
         self._env = os.environ if env is None else env
-        self._publish = publish or (lambda _t, _d: None)
         self.components: Sequence[Component] = ()
         self.generation = 0
         self.observed_generation = 0
@@ -182,7 +179,6 @@ class Controller:
             loaded.source,
             extra={"generation": entry.generation, "origin": origin},
         )
-        self._publish("spec.applied", {"generation": entry.generation, "origin": origin})
 
     def _reject(self, error: SpecError | GateError, *, origin: str) -> None:
         self.last_error = error
@@ -193,7 +189,6 @@ class Controller:
             error,
             extra={"generation": self.generation, "origin": origin},
         )
-        self._publish("spec.rejected", {"error": str(error), "origin": origin})
 
     def _diff(self, document: Mapping[str, Any]) -> str:
         old = canonical_yaml(self._current.document).splitlines(keepends=True)
@@ -319,9 +314,6 @@ class Controller:
 
     def shutdown(self) -> None:
         self.shutdown_requested.set()
-
-    def component_statuses(self) -> list[ComponentStatus]:
-        return self._supervisor.statuses()
 
     def status(self) -> dict[str, Any]:
         node_id = self._identity.node_id

@@ -18,7 +18,13 @@ def engine(llama_server_factory: Callable[..., LlamaServer]) -> LlamaServer:
 def ollama() -> Iterator[ServerProcess]:
     """The recorded-contract Ollama server (no Ollama binary is installable here)."""
     server = ServerProcess(
-        "tests.fakes.ollama", "--models", "llama3:8b,qwen2:0.5b", "--delay", "0.05"
+        # error- and dying- models misbehave mid-stream (tests/fakes/ollama.py); listing
+        # them makes the node route to them.
+        "tests.fakes.ollama",
+        "--models",
+        "llama3:8b,qwen2:0.5b,error-model:latest,dying-model:latest",
+        "--delay",
+        "0.05",
     )
     yield server
     server.stop()

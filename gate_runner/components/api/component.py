@@ -93,7 +93,7 @@ class ApiComponent:
     ) -> None:
         services = self._services
         proxy = services.router
-        proxy.routing = slice_.routing
+        self._set_routing(slice_.routing)
         proxy.node_name = slice_.node_name
         proxy.max_body = slice_.max_request_body
         app = ApiApp(
@@ -114,6 +114,13 @@ class ApiComponent:
             finally:
                 live = self._live.pop(name)
                 live.stop_serving.set()
+
+    def _set_routing(self, routing: RoutingSpec) -> None:
+        self._services.router.routing = routing
+        breaker = routing.circuit_breaker
+        self._services.providers.set_breaker(
+            threshold=breaker.failure_threshold, cooldown=breaker.cooldown
+        )
 
     @staticmethod
     def _where(address: HostPort, sock: socket.socket) -> str:
@@ -156,7 +163,7 @@ class ApiComponent:
             live.stop_serving = stop_new
             live.ctx.set_condition("Ready", True, "Listening", self._where(new.address, sock))
         live.app.api_keys = keys
-        live.proxy.routing = new.routing
+        self._set_routing(new.routing)
         live.proxy.node_name = new.node_name
         live.proxy.max_body = new.max_request_body
         return True

@@ -335,9 +335,6 @@ class Proxy:
         last_error: Exception | None = None
         last_provider = candidates[0].name
         turn = 0
-        breaker = self.routing.circuit_breaker
-        for candidate in candidates:
-            candidate.breaker.tune(threshold=breaker.failure_threshold, cooldown=breaker.cooldown)
         for attempt in range(1, retry.max_attempts + 1):
             entry = self._next_allowed(candidates, turn)
             if entry is None:
