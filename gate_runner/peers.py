@@ -7,6 +7,10 @@ __all__ = ("PeerState", "PeerTable")
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gate_runner.events import EventBus
 
 
 @dataclass(slots=True)
@@ -30,13 +34,19 @@ class PeerState:
     requests_sent: int = 0  # our requests it answered
     last_error: str | None = None
     since: float = field(default_factory=time.time)  # of the current state
+    # Told of every state change (old state first): the table's peer.* events.
+    on_change: Callable[[PeerState, str], None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def set_state(self, state: str, *, error: str | None = None) -> None:
-        if state != self.state:
-            self.state = state
-            self.since = time.time()
         if error is not None:
             self.last_error = error
+        if state != self.state:
+            old, self.state = self.state, state
+            self.since = time.time()
+            if self.on_change is not None:
+                self.on_change(self, old)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -63,8 +73,9 @@ class PeerState:
 class PeerTable:
     """Owned by the node; the p2p component writes it, the API and control plane read it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, events: EventBus | None = None) -> None:
         self._by_id: dict[str, PeerState] = {}
+        self._events = events
         # Set by the p2p component while it runs: one hello round trip to a peer (peers.test).
         self.probe: Callable[[str], Awaitable[None]] | None = None
 
@@ -92,9 +103,21 @@ class PeerTable:
         peer = self._by_id.get(peer_id)
         if peer is None:
             peer = self._by_id[peer_id] = PeerState(peer_id, name, addrs, declared)
+            peer.on_change = self._state_changed
         else:
             peer.name, peer.addrs, peer.declared = name, addrs, declared
         return peer
+
+    def _state_changed(self, peer: PeerState, old: str) -> None:
+        if self._events is None:
+            return
+        if peer.state == "connected":
+            self._events.publish("peer.connected", {"peerId": peer.peer_id, "name": peer.name})
+        elif old == "connected":
+            self._events.publish(
+                "peer.disconnected",
+                {"peerId": peer.peer_id, "name": peer.name, "error": peer.last_error},
+            )
 
     def remove(self, peer_id: str) -> PeerState | None:
         return self._by_id.pop(peer_id, None)

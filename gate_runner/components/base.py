@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from apscheduler import AsyncScheduler
 
     from gate_runner.components.api.proxy import Proxy
+    from gate_runner.events import EventBus
     from gate_runner.identity import Identity
+    from gate_runner.logs import LogFeed
     from gate_runner.metrics import Metrics
     from gate_runner.peers import PeerTable
     from gate_runner.providers.registry import ProviderRegistry
@@ -111,3 +113,5 @@ class Services:
     scheduler: AsyncScheduler
     peers: PeerTable
     router: Proxy  # the forwarding hot path, shared by the api and p2p components
+    events: EventBus  # what happened, for the control plane's subscribers
+    logs: LogFeed  # the recent log records (logs.tail)

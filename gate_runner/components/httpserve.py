@@ -7,6 +7,8 @@ __all__ = ("bind_tcp", "serve_asgi")
 import errno
 import logging
 import socket
+import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -64,14 +66,27 @@ async def serve_asgi(
     *,
     stopping: anyio.Event,
     graceful_timeout: float = 5.0,
+    tls: tuple[Path, Path] | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``stopping`` is set; in-flight requests then get ``graceful_timeout``."""
+    """Serve until ``stopping`` is set; in-flight requests then get ``graceful_timeout``.
+    ``tls`` is (certificate, key), PEM files: then the socket speaks HTTPS."""
     config = Config()
     config.graceful_timeout = graceful_timeout
     config.errorlog = log
     config.accesslog = None
-    sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+    if tls is not None:
+        config.certfile, config.keyfile = (str(p) for p in tls)
+        try:
+            config.create_ssl_context()
+        except (OSError, ssl.SSLError) as e:
+            sock.close()
+            raise PermanentError(
+                f"cannot load the TLS certificate {tls[0]} and key {tls[1]}: {e}",
+                hint="check control.tls: both PEM files must exist and match",
+            ) from e
+    secure, plain = ([sock], []) if tls is not None else ([], [sock])
+    sockets = Sockets(secure_sockets=secure, insecure_sockets=plain, quic_sockets=[])
     try:
         await worker_serve(
             wrap_app(app, config.wsgi_max_body_size, "asgi"),

@@ -17,6 +17,7 @@ from anyio.abc import TaskStatus
 from gate_runner import __version__
 from gate_runner.components.base import Component
 from gate_runner.errors import ConflictError, GateError, SpecError, SpecIssue
+from gate_runner.events import EventBus
 from gate_runner.identity import Identity
 from gate_runner.peers import PeerTable
 from gate_runner.reconcile.planner import Key
@@ -49,8 +50,10 @@ class Controller:
         supervisor: Supervisor,
         env: Mapping[str, str] | None = None,
         peers: PeerTable | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self._peers = peers
+        self._events = events
         self._current = boot
         self._source = source
         self._state = state
@@ -173,6 +176,16 @@ class Controller:
         self.generation = entry.generation
         self.last_applied_at = entry.applied_at
         self.last_error = None
+        if self._events is not None:
+            self._events.publish(
+                "spec.applied",
+                {
+                    "generation": entry.generation,
+                    "origin": origin,
+                    "source": loaded.source,
+                    "appliedAt": entry.applied_at,
+                },
+            )
         log.info(
             "accepted spec generation %d from %s",
             entry.generation,
@@ -182,6 +195,17 @@ class Controller:
 
     def _reject(self, error: SpecError | GateError, *, origin: str) -> None:
         self.last_error = error
+        if self._events is not None:
+            issues = error.issues if isinstance(error, SpecError) else []
+            self._events.publish(
+                "spec.rejected",
+                {
+                    "generation": self.generation,
+                    "origin": origin,
+                    "error": str(error),
+                    "issues": [i.to_dict() for i in issues],
+                },
+            )
         log.error(
             "rejected spec (%s); still running generation %d:\n%s",
             origin,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 __all__ = ("Boot", "prepare", "run_node")
 
+import contextlib
 import logging
 import os
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from gate_runner.components.api.proxy import Proxy
 from gate_runner.components.base import Services
 from gate_runner.components.registry import build_components
 from gate_runner.errors import GateError
+from gate_runner.events import EventBus
 from gate_runner.identity import Identity
+from gate_runner.logs import LogFeed
 from gate_runner.metrics import Metrics
 from gate_runner.peers import PeerTable
 from gate_runner.providers.registry import ProviderRegistry
@@ -30,7 +33,7 @@ from gate_runner.reconcile.supervisor import Supervisor
 from gate_runner.reconcile.watcher import watch_spec_file
 from gate_runner.spec import LoadedSpec, NodeSpec, load_spec_file
 from gate_runner.state import StateDB, load_or_create_token
-from gate_runner.state.requests import RequestLog
+from gate_runner.state.requests import RequestLog, RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,18 @@ def prepare(spec_path: Path) -> Boot:
     return Boot(loaded, spec_path, identity, state, token, created)
 
 
+@contextlib.contextmanager
+def _feeding_logs(events: EventBus) -> Iterator[LogFeed]:
+    """Log records become `log` events for as long as the node runs."""
+    feed = LogFeed(events)
+    root = logging.getLogger()
+    root.addHandler(feed)
+    try:
+        yield feed
+    finally:
+        root.removeHandler(feed)
+
+
 async def run_node(
     boot: Boot,
     *,
@@ -87,8 +102,11 @@ async def run_node(
     on_ready: Callable[[Controller], None] | None = None,
 ) -> None:
     """Run until node.shutdown, SIGTERM or SIGINT; a second signal stops at once."""
+    events = EventBus()
+    events.bind()
 
     def on_change(status: ComponentStatus) -> None:
+        events.publish("component.status", status.to_dict())
         ready = status.conditions.get("Ready")
         if ready is not None:
             log.debug(
@@ -100,96 +118,107 @@ async def run_node(
                 ready.message,
             )
 
+    def on_record(record: RequestRecord) -> None:
+        if events.listening("request.completed"):
+            events.publish("request.completed", record.to_dict())
+
     stop_watching = anyio.Event()
     spec = boot.spec
     requests = RequestLog(
-        boot.state, retention=spec.request_log.retention, max_age=spec.request_log.max_age
+        boot.state,
+        retention=spec.request_log.retention,
+        max_age=spec.request_log.max_age,
+        on_record=on_record,
     )
     providers = ProviderRegistry()
-    peers = PeerTable()
+    peers = PeerTable(events=events)
     metrics = Metrics()
-    async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
-        await scheduler.start_in_background()
-        await tg.start(requests.run)
-        supervisor = Supervisor(task_group=tg, on_change=on_change)
-        controller = Controller(
-            boot=boot.loaded,
-            source=boot.source,
-            state=boot.state,
-            identity=boot.identity,
-            supervisor=supervisor,
-            peers=peers,
-        )
-        on_start, on_done = request_recorder(metrics, requests)
-        node_id = boot.identity.node_id
-        router = Proxy(
-            registry=providers,
-            routing=spec.routing,
-            node_name=spec.name,
-            max_body=spec.limits.max_request_body,
-            on_start=on_start,
-            on_done=on_done,
-            peers=peers,
-            self_names=frozenset({node_id.peer_id, node_id.hex, node_id.label}),
-        )
-        services = Services(
-            node=controller,
-            identity=boot.identity,
-            state=boot.state,
-            data_dir=boot.spec.data_dir,
-            control_token=boot.token,
-            providers=providers,
-            requests=requests,
-            metrics=metrics,
-            scheduler=scheduler,
-            peers=peers,
-            router=router,
-        )
-        controller.components = build_components(services)
-
-        async def on_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    if controller.shutdown_requested.is_set():
-                        log.warning("second signal: stopping now")
-                        tg.cancel_scope.cancel()
-                        return
-                    log.info("received %s; shutting down", signal.Signals(signum).name)
-                    controller.shutdown()
-
-        async def resync() -> None:
-            # Level-triggered: re-read the file and re-converge even if an event was missed
-            # (bind mounts and network filesystems do not always deliver inotify events).
-            while True:
-                await anyio.sleep(resync_interval)
-                await controller.reload_file(origin="resync")
-                controller.kick()
-
-        tg.start_soon(on_signals)
-        await tg.start(controller.run)
-        await tg.start(
-            lambda task_status: watch_spec_file(
-                boot.source, controller.reload_file, stop=stop_watching, task_status=task_status
+    with _feeding_logs(events) as log_feed:
+        async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
+            await scheduler.start_in_background()
+            await tg.start(requests.run)
+            supervisor = Supervisor(task_group=tg, on_change=on_change)
+            controller = Controller(
+                boot=boot.loaded,
+                source=boot.source,
+                state=boot.state,
+                identity=boot.identity,
+                supervisor=supervisor,
+                peers=peers,
+                events=events,
             )
-        )
-        tg.start_soon(resync)
-        log.info(
-            "node %s ready: generation %d, pid %d",
-            boot.spec.name,
-            controller.generation,
-            os.getpid(),
-            extra={"peerId": boot.identity.node_id.peer_id},
-        )
-        if on_ready is not None:
-            on_ready(controller)
+            on_start, on_done = request_recorder(metrics, requests)
+            node_id = boot.identity.node_id
+            router = Proxy(
+                registry=providers,
+                routing=spec.routing,
+                node_name=spec.name,
+                max_body=spec.limits.max_request_body,
+                on_start=on_start,
+                on_done=on_done,
+                peers=peers,
+                self_names=frozenset({node_id.peer_id, node_id.hex, node_id.label}),
+            )
+            services = Services(
+                node=controller,
+                identity=boot.identity,
+                state=boot.state,
+                data_dir=boot.spec.data_dir,
+                control_token=boot.token,
+                providers=providers,
+                requests=requests,
+                metrics=metrics,
+                scheduler=scheduler,
+                peers=peers,
+                router=router,
+                events=events,
+                logs=log_feed,
+            )
+            controller.components = build_components(services)
 
-        await controller.shutdown_requested.wait()
-        stop_watching.set()
-        with anyio.move_on_after(shutdown_deadline) as deadline:
-            await supervisor.stop_all()
-        if deadline.cancelled_caught:
-            log.warning("components did not stop within %.0fs", shutdown_deadline)
-        tg.cancel_scope.cancel()  # the request log flushes what it holds as it is cancelled
-        await scheduler.stop()
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        if controller.shutdown_requested.is_set():
+                            log.warning("second signal: stopping now")
+                            tg.cancel_scope.cancel()
+                            return
+                        log.info("received %s; shutting down", signal.Signals(signum).name)
+                        controller.shutdown()
+
+            async def resync() -> None:
+                # Level-triggered: re-read the file and re-converge even if an event was missed
+                # (bind mounts and network filesystems do not always deliver inotify events).
+                while True:
+                    await anyio.sleep(resync_interval)
+                    await controller.reload_file(origin="resync")
+                    controller.kick()
+
+            tg.start_soon(on_signals)
+            await tg.start(controller.run)
+            await tg.start(
+                lambda task_status: watch_spec_file(
+                    boot.source, controller.reload_file, stop=stop_watching, task_status=task_status
+                )
+            )
+            tg.start_soon(resync)
+            log.info(
+                "node %s ready: generation %d, pid %d",
+                boot.spec.name,
+                controller.generation,
+                os.getpid(),
+                extra={"peerId": boot.identity.node_id.peer_id},
+            )
+            if on_ready is not None:
+                on_ready(controller)
+
+            await controller.shutdown_requested.wait()
+            stop_watching.set()
+            with anyio.move_on_after(shutdown_deadline) as deadline:
+                await supervisor.stop_all()
+            if deadline.cancelled_caught:
+                log.warning("components did not stop within %.0fs", shutdown_deadline)
+            tg.cancel_scope.cancel()  # the request log flushes what it holds as it is cancelled
+            await scheduler.stop()
     boot.state.close()
     log.info("node stopped")

@@ -21,6 +21,7 @@ __all__ = (
     "ApiLimitsSpec",
     "CloudflareSpec",
     "DebugSpec",
+    "ControlSpec",
     "DiscoverySpec",
     "DiscoveryTarget",
     "DnsSpec",
@@ -50,6 +51,7 @@ __all__ = (
     "build_relay_spec",
 )
 
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -104,6 +106,16 @@ class HostPort:
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
+    @property
+    def loopback(self) -> bool:
+        """Reachable only from this machine."""
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
 
 @dataclass(frozen=True, slots=True)
 class IdentitySpec:
@@ -117,6 +129,20 @@ class ListenSpec:
     control: HostPort = HostPort("127.0.0.1", 8145)
     api_keys: tuple[str, ...] = ()  # names of env vars, each holding one accepted key
     insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSpec:
+    """spec.control: how the control plane may be reached beyond loopback."""
+
+    tls_cert: Path | None = None  # both set or neither
+    tls_key: Path | None = None
+    insecure: bool = False
+    origins: tuple[str, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +279,7 @@ class NodeSpec:
     data_dir: Path
     identity: IdentitySpec = IdentitySpec()
     listen: ListenSpec = ListenSpec()
+    control: ControlSpec = ControlSpec()
     providers: ProvidersSpec = ProvidersSpec()
     peers: tuple[PeerSpec, ...] = ()
     trust: TrustSpec = TrustSpec()
@@ -393,10 +420,13 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
     breaker = _section(routing, "circuitBreaker")
     public = _section(_section(spec, "endpoints"), "public")
     acme = _section(public, "acme")
+    control = _section(spec, "control")
+    tls = _section(control, "tls")
+    data_dir = _data_dir(spec.get("dataDir", DEFAULT_DATA_DIR), base_dir)
     return NodeSpec(
         api_version=str(document["apiVersion"]),
         name=str(document["metadata"]["name"]),
-        data_dir=_data_dir(spec.get("dataDir", DEFAULT_DATA_DIR), base_dir),
+        data_dir=data_dir,
         identity=IdentitySpec(key_file=_section(spec, "identity").get("keyFile", DEFAULT_KEY_FILE)),
         listen=ListenSpec(
             p2p=_strings(listen.get("p2p"), DEFAULT_P2P),
@@ -404,6 +434,12 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
             control=HostPort.parse(listen.get("control", DEFAULT_CONTROL)),
             api_keys=_strings(listen.get("apiKeys")),
             insecure=bool(listen.get("insecure", False)),
+        ),
+        control=ControlSpec(
+            tls_cert=_under(data_dir, tls["certFile"]) if tls else None,
+            tls_key=_under(data_dir, tls["keyFile"]) if tls else None,
+            insecure=bool(control.get("insecure", False)),
+            origins=tuple(o.rstrip("/").lower() for o in _strings(control.get("origins"))),
         ),
         providers=ProvidersSpec(
             discovery=DiscoverySpec(

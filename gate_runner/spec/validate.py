@@ -523,15 +523,6 @@ def _check_listen(
     return addresses
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_semantics(
     document: Mapping[str, Any], *, kind: str, locator: Locator
 ) -> tuple[dict[str, Any], list[SpecIssue]]:
@@ -558,13 +549,24 @@ def _check_node(checks: _Checks, spec: dict[str, Any]) -> None:
         checks, listen, {"api": DEFAULT_API, "control": DEFAULT_CONTROL}, DEFAULT_P2P
     )
     api = addresses.get("api")
-    if api is not None and not _is_loopback(api.host):
+    if api is not None and not api.loopback:
         if not listen.get("apiKeys") and not listen.get("insecure", False):
             checks.add(
                 (*root, "listen", "api"),
                 f"the API on {api} would answer anyone on the network without a key",
                 "bind it to 127.0.0.1, list env vars holding keys in listen.apiKeys, "
                 "or set listen.insecure: true",
+            )
+    control = addresses.get("control")
+    control_security = spec.get("control", {})
+    if control is not None and not control.loopback:
+        if "tls" not in control_security and not control_security.get("insecure", False):
+            checks.add(
+                (*root, "listen", "control"),
+                f"the control plane on {control} would send its token and every call in "
+                "clear text across the network",
+                "bind it to 127.0.0.1, give it a certificate in control.tls, "
+                "or set control.insecure: true",
             )
 
     providers = spec.get("providers", {})

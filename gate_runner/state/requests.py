@@ -9,6 +9,7 @@ import secrets
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
@@ -133,6 +134,7 @@ class RequestLog:
         max_buffer: int = 10_000,
         prune_every: int = 60,
         close_timeout: float = 5.0,
+        on_record: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         if batch < 1 or max_buffer < 1 or retention < 0 or prune_every < 1:
             raise ValueError("batch, max_buffer and prune_every must be >= 1, retention >= 0")
@@ -154,6 +156,7 @@ class RequestLog:
         self._dropped = 0
         self._failed = 0
         self._flushes = 0
+        self._on_record = on_record  # the node's request.completed event
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -164,6 +167,8 @@ class RequestLog:
             self._dropped += 1  # append() below pushes the oldest out
         pending.append(rec)
         self._recent.append(rec)
+        if self._on_record is not None:
+            self._on_record(rec)
         if len(pending) >= self._batch:
             wake = self._wake
             if wake is not None and not wake.is_set():

@@ -13,10 +13,12 @@ from anyio.abc import TaskStatus
 
 from gate_runner.components.base import RunContext, Services
 from gate_runner.components.control.app import build_app
+from gate_runner.components.control.auth import Gatekeeper
+from gate_runner.components.control.contract import CONTRACTS
 from gate_runner.components.control.methods import build_methods
 from gate_runner.components.control.rpc import Dispatcher
 from gate_runner.components.httpserve import bind_tcp, serve_asgi
-from gate_runner.spec import HostPort, NodeSpec
+from gate_runner.spec import ControlSpec, HostPort, NodeSpec
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class ControlSlice:
     address: HostPort
+    security: ControlSpec
 
 
 class ControlComponent:
@@ -33,22 +36,44 @@ class ControlComponent:
         self._services = services
 
     def desired(self, spec: NodeSpec) -> Mapping[str, ControlSlice]:
-        return {"control": ControlSlice(address=spec.listen.control)}
+        return {"control": ControlSlice(address=spec.listen.control, security=spec.control)}
 
     async def run(
         self, name: str, slice_: ControlSlice, ctx: RunContext, *, task_status: TaskStatus[None]
     ) -> None:
+        services = self._services
+        security = slice_.security
         sock = bind_tcp(slice_.address, what="spec.listen.control")
-        bound = sock.getsockname()
-        app = build_app(
-            dispatcher=Dispatcher(build_methods(self._services, stopping=ctx.stopping)),
-            token=self._services.control_token,
+        port = sock.getsockname()[1]
+        gatekeeper = Gatekeeper(
+            token=services.control_token,
             bound_host=slice_.address.host,
-            metrics=self._services.metrics.render,
+            port=port,
+            tls=security.tls,
+            extra_origins=security.origins,
         )
-        ctx.set_condition("Ready", True, "Listening", f"{slice_.address.host}:{bound[1]}")
-        log.info("control server listening on %s:%d", slice_.address.host, bound[1])
-        await serve_asgi(app, sock, stopping=ctx.stopping, task_status=task_status)
+        methods = build_methods(services, stopping=ctx.stopping, gatekeeper=gatekeeper)
+        app = build_app(
+            dispatcher=Dispatcher(methods, CONTRACTS),
+            gatekeeper=gatekeeper,
+            events=services.events,
+            stopping=ctx.stopping,
+            node_name=lambda: str(services.node.status()["name"]),
+            metrics=services.metrics.render,
+        )
+        tls = None
+        if security.tls_cert is not None and security.tls_key is not None:
+            tls = (security.tls_cert, security.tls_key)
+        where = f"{'https' if tls else 'http'}://{slice_.address.host}:{port}"
+        if not slice_.address.loopback:
+            log.warning(
+                "the control plane listens on %s, reachable from the network%s",
+                where,
+                "" if tls else " in clear text (control.insecure is set)",
+            )
+        ctx.set_condition("Ready", True, "Listening", f"{slice_.address.host}:{port}")
+        log.info("control server listening on %s", where)
+        await serve_asgi(app, sock, stopping=ctx.stopping, tls=tls, task_status=task_status)
 
     async def update(self, name: str, old: ControlSlice, new: ControlSlice) -> bool:
         return False  # only the address is in the slice, and a new address needs a new socket

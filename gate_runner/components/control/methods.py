@@ -4,35 +4,30 @@ from __future__ import annotations
 
 __all__ = ("build_methods",)
 
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 
 from gate_runner.components.base import NodeHandle, Services
+from gate_runner.components.control.auth import LOGIN_TTL, Gatekeeper
+from gate_runner.components.control.contract import openrpc_document
 from gate_runner.components.control.rpc import InvalidParams, Method
 from gate_runner.errors import GateError
+from gate_runner.events import LOG_LEVELS
 from gate_runner.spec import canonical_yaml
 from gate_runner.state.peerbook import PeerBook
 
 
-def _param(params: dict[str, Any], name: str, kind: type, *, default: Any = ...) -> Any:
-    if name not in params:
-        if default is ...:
-            raise InvalidParams(f"missing {name!r}")
-        return default
-    value = params[name]
-    if kind is int and isinstance(value, bool):
-        raise InvalidParams(f"{name!r} must be an integer")
-    if value is not None and not isinstance(value, kind):
-        raise InvalidParams(f"{name!r} must be {kind.__name__}")
-    return value
-
-
-def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Method]:
+def build_methods(
+    services: Services, *, stopping: anyio.Event, gatekeeper: Gatekeeper
+) -> dict[str, Method]:
     """``stopping`` is the serving instance's stop trigger: a call waiting for convergence
     returns early when the apply it made restarts this very control server."""
     node: NodeHandle = services.node
+    base_url = gatekeeper.base_url
 
     async def wait_converged(generation: int, limit: float) -> bool:
         converged = False
@@ -56,6 +51,39 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
         node.shutdown()
         return {"shuttingDown": True}
 
+    async def login_link(params: dict[str, Any]) -> Any:
+        code, expires = gatekeeper.new_login(float(params.get("ttl", LOGIN_TTL)))
+        return {
+            "url": f"{base_url}/login?code={code}",
+            "expiresAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+        }
+
+    async def identity_show(params: dict[str, Any]) -> Any:
+        node_id = services.identity.node_id
+        return {
+            "peerId": node_id.peer_id,
+            "hex": node_id.hex,
+            "label": node_id.label,
+            "publicKey": node_id.public_key.hex(),
+        }
+
+    async def metrics_get(params: dict[str, Any]) -> Any:
+        prefix = params.get("prefix", "")
+        samples = [
+            {"name": sample.name, "labels": sample.labels, "value": sample.value}
+            for family in services.metrics.registry.collect()
+            for sample in family.samples
+            if sample.name.startswith(prefix) and math.isfinite(sample.value)
+        ]
+        return {"samples": samples}
+
+    async def logs_tail(params: dict[str, Any]) -> Any:
+        level = LOG_LEVELS[params.get("level", "debug")]
+        return services.logs.tail(params.get("limit", 100), min_level=level)
+
+    async def discover(params: dict[str, Any]) -> Any:
+        return openrpc_document(f"{base_url}/rpc")
+
     async def spec_get(params: dict[str, Any]) -> Any:
         document = node.spec_document()
         status = node.status()["spec"]
@@ -66,7 +94,7 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
         }
 
     def text_and_source(params: dict[str, Any]) -> tuple[str, str]:
-        return _param(params, "yaml", str), _param(params, "source", str, default="rpc") or "rpc"
+        return params["yaml"], params.get("source") or "rpc"
 
     async def spec_validate(params: dict[str, Any]) -> Any:
         text, source = text_and_source(params)
@@ -81,15 +109,15 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
         result = await node.apply(
             text,
             source=source,
-            expected_generation=_param(params, "expectedGeneration", int, default=None),
-            dry_run=bool(_param(params, "dryRun", bool, default=False)),
+            expected_generation=params.get("expectedGeneration"),
+            dry_run=params.get("dryRun", False),
         )
         return await with_convergence(result, params)
 
     async def with_convergence(result: dict[str, Any], params: dict[str, Any]) -> Any:
         if result.get("changed") and not result.get("dryRun"):
-            if _param(params, "wait", bool, default=True):
-                timeout = float(_param(params, "timeout", (int, float), default=15.0))  # type: ignore[arg-type]
+            if params.get("wait", True):
+                timeout = float(params.get("timeout", 15.0))
                 result["converged"] = await wait_converged(result["generation"], timeout)
             status = node.status()
             result["observedGeneration"] = status["spec"]["observedGeneration"]
@@ -97,33 +125,36 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
         return result
 
     async def spec_rollback(params: dict[str, Any]) -> Any:
-        result = await node.rollback(_param(params, "generation", int, default=None))
+        result = await node.rollback(params.get("generation"))
         return await with_convergence(result, params)
 
     async def spec_history(params: dict[str, Any]) -> Any:
-        limit = _param(params, "limit", int, default=50)
-        if limit < 1:
-            raise InvalidParams("'limit' must be at least 1")
-        return await node.history(limit)
+        return await node.history(params.get("limit", 50))
 
     async def requests_list(params: dict[str, Any]) -> Any:
-        limit = _param(params, "limit", int, default=100)
-        if not 1 <= limit <= 10_000:
-            raise InvalidParams("'limit' must be between 1 and 10000")
         records = await services.requests.list(
-            limit=limit,
-            before=_param(params, "before", (int, float), default=None),  # type: ignore[arg-type]
-            model=_param(params, "model", str, default=None),
-            status=_param(params, "status", int, default=None),
+            limit=params.get("limit", 100),
+            before=params.get("before"),
+            model=params.get("model"),
+            status=params.get("status"),
         )
         return [r.to_dict() for r in records]
+
+    async def requests_get(params: dict[str, Any]) -> Any:
+        record = await services.requests.get(params["id"])
+        if record is None:
+            raise GateError(
+                f"no request {params['id']!r} in the log",
+                hint="it may have aged out; see requests.list",
+            )
+        return record.to_dict()
 
     async def providers_list(params: dict[str, Any]) -> Any:
         return [e.to_dict() for e in services.providers.entries()]
 
     async def providers_test(params: dict[str, Any]) -> Any:
         """Probe providers now (one by name, or all): health, latency and models."""
-        name = _param(params, "name", str, default=None)
+        name = params.get("name")
         entries = services.providers.entries()
         if name is not None:
             entries = [e for e in entries if e.name == name]
@@ -139,7 +170,7 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
         return [{**p.to_dict(), "lastSeen": seen.get(p.peer_id)} for p in services.peers.all()]
 
     async def peers_test(params: dict[str, Any]) -> Any:
-        ref = _param(params, "name", str)
+        ref = params["name"]
         peer = services.peers.find(ref)
         if peer is None:
             raise InvalidParams(f"no peer {ref!r}; see peers.list")
@@ -159,16 +190,13 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
         result = await node.apply(
             canonical_yaml(new_document),
             source="rpc",
-            expected_generation=_param(params, "expectedGeneration", int, default=None),
+            expected_generation=params.get("expectedGeneration"),
         )
         return await with_convergence(result, params)
 
     async def peers_add(params: dict[str, Any]) -> Any:
-        entry: dict[str, Any] = {
-            "name": _param(params, "name", str),
-            "id": _param(params, "id", str),
-        }
-        addrs = _param(params, "addrs", list, default=None)
+        entry: dict[str, Any] = {"name": params["name"], "id": params["id"]}
+        addrs = params.get("addrs")
         if addrs:
             entry["addrs"] = addrs
 
@@ -180,7 +208,7 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
         return await change_peers(params, add)
 
     async def peers_rm(params: dict[str, Any]) -> Any:
-        name = _param(params, "name", str)
+        name = params["name"]
 
         def remove(peers: list[Any]) -> None:
             kept = [p for p in peers if p.get("name") != name]
@@ -190,12 +218,18 @@ def build_methods(services: Services, *, stopping: anyio.Event) -> dict[str, Met
 
         return await change_peers(params, remove)
 
-    table: dict[str, Callable[[dict[str, Any]], Any]] = {
+    table: dict[str, Method] = {
         "peers.list": peers_list,
         "peers.test": peers_test,
         "peers.add": peers_add,
         "peers.rm": peers_rm,
         "requests.list": requests_list,
+        "requests.get": requests_get,
+        "node.loginLink": login_link,
+        "identity.show": identity_show,
+        "metrics.get": metrics_get,
+        "logs.tail": logs_tail,
+        "rpc.discover": discover,
         "providers.list": providers_list,
         "providers.test": providers_test,
         "node.status": node_status,

@@ -1,0 +1,207 @@
+"""Who may call the control plane: the bearer token, one-time login links and the browser
+sessions they open, Host and Origin checks, and the limit on failed attempts."""
+
+from __future__ import annotations
+
+__all__ = ("Gatekeeper", "Refusal", "SESSION_COOKIE")
+
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+SESSION_COOKIE = "gate_session"
+SESSION_TTL = 12 * 3600.0
+LOGIN_TTL = 120.0
+# Failed attempts allowed per client address in FAIL_WINDOW seconds. Past that, every
+# attempt from the address is refused (the right token too: otherwise guessing goes on at
+# full speed) until the window has room again.
+MAX_FAILURES = 10
+FAIL_WINDOW = 60.0
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+_MAX_TRACKED = 4096  # client addresses remembered; the oldest go first
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+    headers: Mapping[str, str]
+
+
+def _host_only(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Gatekeeper:
+    """One per control server instance. Every HTTP and WebSocket request passes ``check``."""
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        bound_host: str,
+        port: int,
+        tls: bool,
+        extra_origins: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._token = f"Bearer {token}".encode()
+        self._clock = clock
+        self._scheme = "https" if tls else "http"
+        self._port = port
+        names = set(_LOOPBACK_NAMES)
+        if bound_host not in ("0.0.0.0", "::"):
+            names.add(bound_host.lower())
+        self._wildcard = bound_host in ("0.0.0.0", "::")
+        self._host_names = names
+        self._origins = {o.rstrip("/").lower() for o in extra_origins}
+        self._origins |= {f"{self._scheme}://{self._netloc(n)}" for n in names}
+        self._logins: dict[str, float] = {}  # one-time code -> expiry
+        self._sessions: dict[str, float] = {}  # session id -> expiry
+        self._failures: dict[str, deque[float]] = {}
+
+    def _netloc(self, host: str) -> str:
+        return f"[{host}]:{self._port}" if ":" in host else f"{host}:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self._wildcard or "127.0.0.1" in self._host_names else "localhost"
+        return f"{self._scheme}://{self._netloc(host)}"
+
+    # -- checks -----------------------------------------------------------------------
+
+    def host_allowed(self, host_header: str) -> bool:
+        """A DNS-rebinding page reaches us under its own name; the Host header gives it
+        away. On a wildcard bind any literal address of ours is fine, names are not."""
+        host = _host_only(host_header)
+        if host in self._host_names or host.startswith("127."):
+            return True
+        if self._wildcard:
+            return all(c.isdigit() or c in ".:" for c in host) or any(
+                o.split("://", 1)[1].rsplit(":", 1)[0] == host for o in self._origins
+            )
+        return False
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """No Origin: not a browser (the CLI, curl). A browser's must be ours exactly."""
+        if origin is None:
+            return True
+        return origin.rstrip("/").lower() in self._origins
+
+    def check_site(self, *, host: str, origin: str | None) -> Refusal | None:
+        """The DNS-rebinding and cross-site checks alone (the login link has no token)."""
+        if not self.host_allowed(host):
+            return Refusal(421, f"Host {host[:100]!r} is not this node's control address", {})
+        if not self.origin_allowed(origin):
+            return Refusal(403, f"cross-site request from Origin {str(origin)[:100]!r} refused", {})
+        return None
+
+    def check(
+        self,
+        *,
+        client: str,
+        host: str,
+        origin: str | None,
+        authorization: str | None,
+        cookie_session: str | None,
+    ) -> Refusal | None:
+        """None when the request may go on; otherwise what to answer."""
+        refusal = self.check_site(host=host, origin=origin)
+        if refusal is not None:
+            return refusal
+        wait = self._locked_for(client)
+        if wait is not None:
+            return self._too_many(wait)
+        if authorization is not None:
+            if hmac.compare_digest(authorization.encode(), self._token):
+                return None
+        elif cookie_session is not None and self._session_valid(cookie_session):
+            # A cookie rides along on any request the browser makes: only a same-origin
+            # page (Origin present and ours, checked above) may use it.
+            if origin is not None:
+                return None
+        return self.failed(client)
+
+    def failed(self, client: str) -> Refusal:
+        """Count a failed attempt and say what to fix."""
+        self._count_failure(client)
+        return Refusal(
+            401,
+            "missing or wrong bearer token (it is in dataDir/control.token; "
+            "a browser logs in with the link from `gate ui`)",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+    def _too_many(self, wait: float) -> Refusal:
+        seconds = max(1, int(wait + 0.999))
+        return Refusal(
+            429,
+            f"too many failed attempts from this address; try again in {seconds}s",
+            {"Retry-After": str(seconds)},
+        )
+
+    def _locked_for(self, client: str) -> float | None:
+        failures = self._failures.get(client)
+        if failures is None:
+            return None
+        now = self._clock()
+        while failures and failures[0] <= now - FAIL_WINDOW:
+            failures.popleft()
+        if len(failures) < MAX_FAILURES:
+            return None
+        return failures[0] + FAIL_WINDOW - now
+
+    def _count_failure(self, client: str) -> None:
+        failures = self._failures.pop(client, None) or deque(maxlen=MAX_FAILURES)
+        failures.append(self._clock())
+        self._failures[client] = failures  # re-inserted: the dict's order is least recent first
+        while len(self._failures) > _MAX_TRACKED:
+            del self._failures[next(iter(self._failures))]
+
+    # -- login links and sessions -----------------------------------------------------
+
+    def new_login(self, ttl: float = LOGIN_TTL) -> tuple[str, float]:
+        """A one-time code for /login and its expiry as a wall-clock time."""
+        self._expire()
+        code = secrets.token_urlsafe(32)
+        self._logins[code] = self._clock() + ttl
+        return code, time.time() + ttl
+
+    def redeem(self, code: str, *, client: str) -> str | Refusal:
+        """Trade a login code for a new session id; a code works once."""
+        wait = self._locked_for(client)
+        if wait is not None:
+            return self._too_many(wait)
+        self._expire()
+        expiry = self._logins.pop(code, None)
+        if expiry is None:
+            self._count_failure(client)
+            return Refusal(
+                401, "this login link was used already or has expired; run `gate ui` again", {}
+            )
+        session = secrets.token_urlsafe(32)
+        self._sessions[session] = self._clock() + SESSION_TTL
+        return session
+
+    def end_session(self, session: str) -> None:
+        self._sessions.pop(session, None)
+
+    def _session_valid(self, session: str) -> bool:
+        expiry = self._sessions.get(session)
+        return expiry is not None and expiry > self._clock()
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for table in (self._logins, self._sessions):
+            for key in [k for k, expiry in table.items() if expiry <= now]:
+                del table[key]
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self._scheme == "https"
