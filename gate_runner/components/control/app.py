@@ -60,6 +60,7 @@ def build_app(
             origin=conn.headers.get("origin"),
             authorization=conn.headers.get("authorization"),
             cookie_session=conn.cookies.get(SESSION_COOKIE),
+            navigation=conn.scope["type"] == "http" and conn.scope["method"] in ("GET", "HEAD"),
         )
 
     def guarded(endpoint: Endpoint) -> Endpoint:

@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = ("Gatekeeper", "Refusal", "SESSION_COOKIE")
 
 import hmac
+import ipaddress
 import secrets
 import time
 from collections import deque
@@ -36,6 +37,14 @@ def _host_only(host_header: str) -> str:
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Gatekeeper:
@@ -83,7 +92,7 @@ class Gatekeeper:
         if host in self._host_names or host.startswith("127."):
             return True
         if self._wildcard:
-            return all(c.isdigit() or c in ".:" for c in host) or any(
+            return _is_ip(host) or any(
                 o.split("://", 1)[1].rsplit(":", 1)[0] == host for o in self._origins
             )
         return False
@@ -110,8 +119,11 @@ class Gatekeeper:
         origin: str | None,
         authorization: str | None,
         cookie_session: str | None,
+        navigation: bool = False,
     ) -> Refusal | None:
-        """None when the request may go on; otherwise what to answer."""
+        """None when the request may go on; otherwise what to answer. ``navigation`` is a
+        GET of a page: a browser sends no Origin then, and SameSite=Strict has kept the
+        cookie off any cross-site request already."""
         refusal = self.check_site(host=host, origin=origin)
         if refusal is not None:
             return refusal
@@ -124,7 +136,7 @@ class Gatekeeper:
         elif cookie_session is not None and self._session_valid(cookie_session):
             # A cookie rides along on any request the browser makes: only a same-origin
             # page (Origin present and ours, checked above) may use it.
-            if origin is not None:
+            if origin is not None or navigation:
                 return None
         return self.failed(client)
 
