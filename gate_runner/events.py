@@ -148,7 +148,8 @@ class EventBus:
             self._wanted = frozenset().union(*(s.types for s in self._subscribers))
         self._wake([subscription])
 
-    def publish(self, type_: str, data: Mapping[str, Any]) -> None:
+    def publish(self, type_: str, data: Mapping[str, Any]) -> int:
+        """Returns the event's sequence number."""
         with self.lock:
             self._seq += 1
             event = Event(self._seq, type_, time.time(), data)
@@ -157,6 +158,7 @@ class EventBus:
                 subscription._offer(event)
         if woken:
             self._wake(woken)
+        return event.seq
 
     def _wake(self, subscriptions: list[Subscription]) -> None:
         if self._trio_thread is None or threading.get_ident() == self._trio_thread:

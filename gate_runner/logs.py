@@ -65,14 +65,15 @@ class LogFeed(logging.Handler):
         self._busy.on = True
         try:
             entry = log_entry(record, self._format)
-            self._recent.append(entry)
-            self._bus.publish("log", entry)
+            seq = self._bus.publish("log", entry)
+            self._recent.append({**entry, "seq": seq})
         except Exception:
             self.handleError(record)
         finally:
             self._busy.on = False
 
     def tail(self, limit: int, *, min_level: int = 0) -> list[dict[str, Any]]:
+        """The newest ``limit`` records, oldest first, each with the ``seq`` of its event."""
         entries = [
             e for e in list(self._recent) if logging.getLevelName(e["level"].upper()) >= min_level
         ]

@@ -4,8 +4,9 @@
 # openssl: a test reads a key written by `openssl genpkey`.
 # iproute2: the network-namespace test (`ip netns`, veth pairs).
 # nix-bin: `nix-instantiate --parse flake.nix` checks the flake.
+# fish, zsh: `gate completion` scripts are loaded in the shells they are for.
 set -euo pipefail
-needed=(libgmp-dev openssl iproute2 nix-bin)
+needed=(libgmp-dev openssl iproute2 nix-bin fish zsh)
 missing=()
 for pkg in "${needed[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

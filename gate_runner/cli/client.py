@@ -5,7 +5,10 @@ from __future__ import annotations
 __all__ = ("ControlClient", "RpcError", "find_spec_file", "locate_node")
 
 import itertools
+import json
 import os
+import ssl
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +46,21 @@ def find_spec_file(given: str | None) -> Path:
 
 @dataclass(frozen=True)
 class NodeLocation:
-    url: str  # http://host:port
+    url: str  # http://host:port or https://host:port
     token: str
+    # What verifies an https control server: the spec's control.tls certificate (it is
+    # usually self-signed), GATE_CONTROL_CA, or True for the system's roots.
+    verify: str | bool = True
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.url.startswith("https://"):
+            return None
+        cafile = self.verify if isinstance(self.verify, str) else None
+        return ssl.create_default_context(cafile=cafile)
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url.removeprefix("http") + "/rpc/ws"
 
 
 def locate_node(*, control: str | None, spec_file: str | None) -> NodeLocation:
@@ -57,15 +73,20 @@ def locate_node(*, control: str | None, spec_file: str | None) -> NodeLocation:
         loaded = load_spec_file(find_spec_file(spec_file), expect_kind="Node")
         assert isinstance(loaded.spec, NodeSpec)
         spec = loaded.spec
+    verify: str | bool = os.environ.get("GATE_CONTROL_CA") or True
     if control is None:
         assert spec is not None
         control = str(spec.listen.control)
+        if spec.control.tls_cert is not None:
+            control = f"https://{control}"
+            if verify is True:
+                verify = str(spec.control.tls_cert)
     if token is None:
         assert spec is not None
         token = read_token(spec.data_dir / "control.token")
     if not control.startswith(("http://", "https://")):
         control = "http://" + control
-    return NodeLocation(url=control.rstrip("/"), token=token)
+    return NodeLocation(url=control.rstrip("/"), token=token, verify=verify)
 
 
 class ControlClient:
@@ -75,6 +96,7 @@ class ControlClient:
             base_url=location.url,
             headers={"Authorization": f"Bearer {location.token}"},
             timeout=timeout,
+            verify=location.ssl_context() or True,
         )
         self._ids = itertools.count(1)
 
@@ -103,9 +125,76 @@ class ControlClient:
                 "pass the same spec with -f, or set GATE_TOKEN",
             )
         if response.status_code != 200:
-            raise GateError(f"control server answered HTTP {response.status_code}: {response.text}")
+            raise GateError(
+                f"control server answered HTTP {response.status_code}: {_refusal(response)}"
+            )
         reply = response.json()
         if "error" in reply:
             err = reply["error"]
             raise RpcError(err.get("code", 0), err.get("message", ""), err.get("data"))
         return reply["result"]
+
+    def events(
+        self,
+        types: list[str],
+        *,
+        level: str = "info",
+        on_subscribed: Callable[[int], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Subscribe on /rpc/ws and yield each event's params (seq, type, time, data,
+        dropped) until the node goes away. ``on_subscribed`` gets the last seq published
+        before the subscription: every later event will come."""
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.sync.client import connect
+
+        try:
+            conn = connect(
+                self.location.ws_url,
+                additional_headers={"Authorization": f"Bearer {self.location.token}"},
+                ssl=self.location.ssl_context(),
+                open_timeout=10,
+                max_size=None,
+            )
+        except InvalidStatus as e:
+            raise GateError(
+                f"the node refused the event stream: HTTP {e.response.status_code}",
+                hint="the token is dataDir/control.token of the spec the node runs",
+            ) from e
+        except OSError as e:
+            raise GateError(
+                f"cannot reach the node's control server at {self.location.url}: {e}",
+                hint="is the node running? start it with `gate up`, or pass --control ADDR",
+            ) from e
+        with conn:
+            conn.send(
+                json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "events.subscribe",
+                        "params": {"types": types, "level": level},
+                        "id": 1,
+                    }
+                )
+            )
+            try:
+                for frame in conn:
+                    message = json.loads(frame)
+                    if message.get("method") == "events.event":
+                        yield message["params"]
+                    elif "result" in message and on_subscribed is not None:
+                        on_subscribed(message["result"]["seq"])
+                    elif "error" in message:
+                        err = message["error"]
+                        raise RpcError(err.get("code", 0), err.get("message", ""), err.get("data"))
+            except ConnectionClosed:
+                return
+
+
+def _refusal(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return response.text[:200]

@@ -174,6 +174,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
+        if args.watch:
+            from gate_runner.cli.watch import watch_status
+
+            return watch_status(client, args.output)
         emit(client.call("node.status"), args.output, render_status)
     return EXIT_OK
 
@@ -441,20 +445,87 @@ def cmd_id(args: argparse.Namespace) -> int:
 # -- parsing ------------------------------------------------------------------------------
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    from gate_runner.cli.watch import follow_logs
+
+    with _client(args) as client:
+        return follow_logs(
+            client, level=args.level, lines=args.lines, follow=args.follow, fmt=args.output
+        )
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        link = client.call("node.loginLink")
+    print(f"Open this link to log in (it works once, until {link['expiresAt']}):")
+    print(f"  {link['url']}")
+    if not args.no_browser and _has_browser():
+        import webbrowser
+
+        webbrowser.open(link["url"])
+    return EXIT_OK
+
+
+def _has_browser() -> bool:
+    """A graphical browser only: on a server, webbrowser would start lynx in this terminal."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    import webbrowser
+
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return not isinstance(browser, webbrowser.GenericBrowser) or browser.name not in (
+        "www-browser",
+        "links",
+        "elinks",
+        "lynx",
+        "w3m",
+    )
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from gate_runner.cli.completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
+    return EXIT_OK
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-f", "--file", help="spec file (default ./gate.yaml, then ~/.config/gate/gate.yaml)"
     )
-    common.add_argument("--control", help="control address of the node (or GATE_CONTROL)")
+    common.add_argument(
+        "--control", help="control address of the node, host:port or a URL (or GATE_CONTROL)"
+    )
+    # `gate logs -f` follows, as kubectl's and docker's do: there the spec is --file only.
+    common_long = argparse.ArgumentParser(add_help=False)
+    common_long.add_argument("--file", help="spec file (as -f elsewhere)")
+    common_long.add_argument("--control", help="control address of the node (or GATE_CONTROL)")
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
 
     parser = argparse.ArgumentParser(
         prog="gate",
         description="Gate: share your inference engines with yourself and your friends.",
-        epilog="examples:\n  gate up -f gate.yaml\n  gate apply -f gate.yaml --dry-run\n"
-        "  gate status -o yaml",
+        epilog=_examples(
+            "gate init                       # write gate.yaml, step by step",
+            "gate up -f gate.yaml            # run the node",
+            "gate status -w                  # watch it converge",
+            "gate apply -f gate.yaml --dry-run",
+        )
+        + "\n\nexit codes: 0 ok, 1 failure, 2 invalid input",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gate {__version__}")
@@ -464,20 +535,64 @@ def build_parser() -> argparse.ArgumentParser:
         name: str,
         func: Callable[[argparse.Namespace], int],
         help_: str,
+        examples: Sequence[str],
         parents: Sequence[argparse.ArgumentParser] = (common,),
+        into: Any = sub,
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, parents=list(parents))
-        p.set_defaults(func=func)
+        p: argparse.ArgumentParser = into.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            parents=list(parents),
+            epilog=_examples(*examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(func=func, output="table")
         return p
 
-    up = add("up", cmd_up, "run the node (in the foreground unless --detach)")
+    def group(name: str, help_: str, dest: str) -> Any:
+        p = sub.add_parser(name, help=help_, description=help_)
+        return p.add_subparsers(dest=dest, required=True, metavar="SUBCOMMAND")
+
+    from gate_runner.cli import init as init_cmd
+
+    init_cmd.register(sub)
+    up = add(
+        "up",
+        cmd_up,
+        "run the node (in the foreground unless --detach)",
+        ["gate up -f gate.yaml", "gate up -d --log-level debug   # log in dataDir/gate.log"],
+    )
     up.add_argument("--detach", "-d", action="store_true", help="run in the background")
     up.add_argument("--log-format", choices=["auto", "text", "json"], default="auto")
     up.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
-    add("down", cmd_down, "stop the running node")
-    add("status", cmd_status, "show the node's spec generation and components", (common, out))
-    add("validate", cmd_validate, "check a spec file without a running node")
-    apply = add("apply", cmd_apply, "apply a spec file to the running node, print the diff")
+    add("down", cmd_down, "stop the running node", ["gate down -f gate.yaml"])
+    status = add(
+        "status",
+        cmd_status,
+        "show the node's spec generation, components and peers",
+        [
+            "gate status",
+            "gate status -w                  # redraw on every change",
+            "gate status -o json | jq .spec",
+        ],
+        (common, out),
+    )
+    status.add_argument(
+        "-w", "--watch", action="store_true", help="keep watching: show it again on each change"
+    )
+    add(
+        "validate",
+        cmd_validate,
+        "check a spec file without a running node",
+        ["gate validate -f gate.yaml"],
+    )
+    apply = add(
+        "apply",
+        cmd_apply,
+        "apply a spec file to the running node, print the diff",
+        ["gate apply -f gate.yaml", "gate apply -f gate.yaml --dry-run"],
+    )
     apply.add_argument("--dry-run", action="store_true", help="validate and diff only")
     apply.add_argument(
         "--expected-generation",
@@ -485,73 +600,160 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="apply only if the node is at generation N",
     )
-    add("diff", cmd_diff, "show what applying a spec file would change")
-    rollback = add("rollback", cmd_rollback, "re-apply an earlier generation (default: previous)")
+    add(
+        "diff",
+        cmd_diff,
+        "show what applying a spec file would change",
+        ["gate diff -f new.yaml"],
+    )
+    rollback = add(
+        "rollback",
+        cmd_rollback,
+        "re-apply an earlier generation (default: previous)",
+        ["gate rollback", "gate rollback 3"],
+    )
     rollback.add_argument("generation", type=int, nargs="?")
-    add("get", cmd_get, "print the spec the node is running (YAML by default)", (common, out))
-    history = add("history", cmd_history, "list accepted spec generations", (common, out))
+    add(
+        "get",
+        cmd_get,
+        "print the spec the node is running (YAML by default)",
+        ["gate get > running.yaml", "gate get -o json"],
+        (common, out),
+    )
+    history = add(
+        "history",
+        cmd_history,
+        "list accepted spec generations",
+        ["gate history --limit 5"],
+        (common, out),
+    )
     history.add_argument("--limit", type=int, default=20)
-    migrate = add("migrate", cmd_migrate, "upgrade a spec file to the current apiVersion")
+    migrate = add(
+        "migrate",
+        cmd_migrate,
+        "upgrade a spec file to the current apiVersion",
+        ["gate migrate -f old.yaml", "gate migrate -f old.yaml --stdout"],
+    )
     migrate.add_argument("--stdout", action="store_true", help="print instead of rewriting")
 
-    providers = sub.add_parser("providers", help="list or probe the node's providers")
-    prov_sub = providers.add_subparsers(
-        dest="providers_command", required=True, metavar="SUBCOMMAND"
+    providers = group("providers", "list or probe the node's providers", "providers_command")
+    add(
+        "ls",
+        cmd_providers,
+        "list providers, their health and models",
+        ["gate providers ls", "gate providers ls -o yaml"],
+        (common, out),
+        providers,
     )
-    p = prov_sub.add_parser(
-        "ls", help="list providers, their health and models", parents=[common, out]
-    )
-    p.set_defaults(func=cmd_providers)
-    p = prov_sub.add_parser(
-        "test", help="probe providers now (exit 1 if one is unhealthy)", parents=[common, out]
+    p = add(
+        "test",
+        cmd_providers,
+        "probe providers now (exit 1 if one is unhealthy)",
+        ["gate providers test", "gate providers test ollama"],
+        (common, out),
+        providers,
     )
     p.add_argument("name", nargs="?", help="one provider (default: all)")
-    p.set_defaults(func=cmd_providers)
 
-    peers = sub.add_parser("peers", help="list, add, remove or test peers")
-    peer_sub = peers.add_subparsers(dest="peers_command", required=True, metavar="SUBCOMMAND")
-    p = peer_sub.add_parser("ls", help="peers and their links", parents=[common, out])
-    p.set_defaults(func=cmd_peers)
-    p = peer_sub.add_parser(
+    peers = group("peers", "list, add, remove or test peers", "peers_command")
+    add("ls", cmd_peers, "peers and their links", ["gate peers ls -o json"], (common, out), peers)
+    p = add(
         "add",
-        help="add a peer to the spec (keeps the file's comments)",
-        parents=[common],
-        epilog="example: gate peers add bob 12D3KooW... --addr /ip4/203.0.113.7/tcp/41145",
+        cmd_peers,
+        "add a peer to the spec (through spec.apply; keeps the file's comments)",
+        ["gate peers add bob 12D3KooW... --addr /ip4/203.0.113.7/tcp/41145"],
+        (common,),
+        peers,
     )
     p.add_argument("name")
     p.add_argument("id", help="peer id (12D3KooW...), 64 hex chars or 52-char label")
     p.add_argument("--addr", action="append", help="a multiaddr to dial (repeatable)")
-    p.set_defaults(func=cmd_peers, output="table")
-    p = peer_sub.add_parser("rm", help="remove a peer from the spec", parents=[common])
-    p.add_argument("name")
-    p.set_defaults(func=cmd_peers, output="table")
-    p = peer_sub.add_parser(
-        "test", help="round trip to a peer: RTT, link kind, models", parents=[common, out]
+    p = add(
+        "rm",
+        cmd_peers,
+        "remove a peer from the spec (through spec.apply)",
+        ["gate peers rm bob"],
+        (common,),
+        peers,
     )
     p.add_argument("name")
-    p.set_defaults(func=cmd_peers)
+    p = add(
+        "test",
+        cmd_peers,
+        "round trip to a peer: RTT, link kind, models",
+        ["gate peers test bob"],
+        (common, out),
+        peers,
+    )
+    p.add_argument("name")
 
-    requests = sub.add_parser("requests", help="the request log")
-    req_sub = requests.add_subparsers(dest="requests_command", required=True, metavar="SUBCOMMAND")
-    p = req_sub.add_parser("ls", help="list recent requests", parents=[common, out])
+    requests = group("requests", "the request log", "requests_command")
+    p = add(
+        "ls",
+        cmd_requests,
+        "list recent requests",
+        ["gate requests ls --limit 50", "gate requests ls --model llama3 -o json"],
+        (common, out),
+        requests,
+    )
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--model", help="only requests for this model")
-    p.set_defaults(func=cmd_requests)
 
-    id_parser = sub.add_parser("id", help="show, export or import the node identity")
-    id_sub = id_parser.add_subparsers(dest="id_command", required=True, metavar="SUBCOMMAND")
-    for name, help_ in (
-        ("show", "print the node id in its three forms"),
-        ("export", "print the private key (PKCS#8 PEM) to stdout"),
+    logs = add(
+        "logs",
+        cmd_logs,
+        "print the node's recent log, and follow it with -f",
+        ["gate logs -n 50", "gate logs -f --level warning", "gate logs -f -o json | jq .msg"],
+        (common_long, out),
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    logs.add_argument(
+        "-n", "--lines", type=int, default=20, metavar="N", help="recent records first (20)"
+    )
+    logs.add_argument(
+        "--level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="least level shown (info)",
+    )
+
+    ui = add(
+        "ui",
+        cmd_ui,
+        "print a one-time login link for the web UI, and open it in a browser if there is one",
+        ["gate ui", "gate ui --no-browser            # on a server: open the link elsewhere"],
+    )
+    ui.add_argument("--no-browser", action="store_true", help="only print the link")
+
+    id_cmd = group("id", "show, export or import the node identity", "id_command")
+    for name, help_, example in (
+        ("show", "print the node id in its three forms", "gate id show -o json"),
+        ("export", "print the private key (PKCS#8 PEM) to stdout", "gate id export > key.pem"),
     ):
-        p = id_sub.add_parser(name, help=help_, parents=[common, out])
-        p.set_defaults(func=cmd_id)
-    imp = id_sub.add_parser(
-        "import", help="install a PKCS#8 PEM key as the node's key", parents=[common]
+        add(name, cmd_id, help_, [example], (common, out), id_cmd)
+    imp = add(
+        "import",
+        cmd_id,
+        "install a PKCS#8 PEM key as the node's key",
+        ["gate id import key.pem", "gate id import key.pem --force"],
+        (common,),
+        id_cmd,
     )
     imp.add_argument("pem", help="PEM file to import")
     imp.add_argument("--force", action="store_true", help="replace an existing key")
-    imp.set_defaults(func=cmd_id, output="table")
+
+    completion = add(
+        "completion",
+        cmd_completion,
+        "print a shell completion script",
+        [
+            "gate completion bash > ~/.local/share/bash-completion/completions/gate",
+            "gate completion zsh > ~/.zfunc/_gate    # with fpath+=~/.zfunc",
+            "gate completion fish > ~/.config/fish/completions/gate.fish",
+        ],
+        (),
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "fish"])
     return parser
 
 
