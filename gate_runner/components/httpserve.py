@@ -75,6 +75,9 @@ async def serve_asgi(
     config.graceful_timeout = graceful_timeout
     config.errorlog = log
     config.accesslog = None
+    # Only the control plane speaks WebSocket; its messages are JSON-RPC calls, the same
+    # 2 MiB at most as a POST /rpc body (hypercorn's default is 16 MiB).
+    config.websocket_max_message_size = 2 << 20
     if tls is not None:
         config.certfile, config.keyfile = (str(p) for p in tls)
         try:

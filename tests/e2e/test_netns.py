@@ -72,6 +72,7 @@ spec:
     p2p: ["/ip4/{A_ADDR}/tcp/{p2p_a}"]
     api: 127.0.0.1:{free_port()}
     control: {A_ADDR}:{control_a}
+  control: {{insecure: true}}  # the test reaches it over the veth pair, in clear text
   providers:
     discovery: {{enabled: false}}
     static: [{{name: bad, kind: openai, url: '{upstream.url}/v1'}}]

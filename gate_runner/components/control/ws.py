@@ -32,7 +32,9 @@ class _Socket:
         self._bus = bus
         self._tg = tg
         self._send_lock = anyio.Lock()
-        self._calls = anyio.Semaphore(MAX_CALLS)
+        # Taken before a call's task starts: a client that sends faster than its calls
+        # finish waits on its own socket instead of piling up tasks here.
+        self.calls = anyio.Semaphore(MAX_CALLS)
         self._ids = itertools.count(1)
         self._subscriptions: dict[str, Subscription] = {}
         self._unstarted: list[tuple[str, Subscription]] = []
@@ -51,7 +53,8 @@ class _Socket:
                 self._tg.cancel_scope.cancel()
 
     async def call(self, dispatcher: Dispatcher, payload: str | bytes) -> None:
-        async with self._calls:
+        """Runs with one of the socket's call slots held (taken by the reader)."""
+        try:
             reply = await dispatcher.handle_bytes(payload, session=self.methods)
             if reply is not None:
                 await self.send(reply)
@@ -59,6 +62,8 @@ class _Socket:
             unstarted, self._unstarted = self._unstarted, []
             for sid, subscription in unstarted:
                 self._tg.start_soon(self._pump, sid, subscription)
+        finally:
+            self.calls.release()
 
     async def _subscribe(self, params: dict[str, Any]) -> Any:
         if len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
@@ -116,6 +121,7 @@ async def serve_websocket(
                 payload = message.get("text")
                 if payload is None:
                     payload = message.get("bytes") or b""
+                await socket.calls.acquire()
                 tg.start_soon(socket.call, dispatcher, payload)
         except WebSocketDisconnect:
             pass
