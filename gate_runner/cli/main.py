@@ -214,7 +214,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_apply(result: dict[str, Any], *, verb: str) -> None:
+def _print_apply(result: dict[str, Any], *, verb: str, fmt: str = "table") -> None:
+    if fmt != "table":
+        emit(result, fmt, str)
+        return
     if result.get("diff"):
         print(result["diff"], end="" if result["diff"].endswith("\n") else "\n")
     if result.get("dryRun"):
@@ -236,7 +239,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         params["expectedGeneration"] = args.expected_generation
     with _client(args) as client:
         result = client.call("spec.apply", params)
-    _print_apply(result, verb="applied")
+    _print_apply(result, verb="applied", fmt=args.output)
     return EXIT_OK if result.get("converged", True) else EXIT_FAILURE
 
 
@@ -244,7 +247,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     params = {} if args.generation is None else {"generation": args.generation}
     with _client(args) as client:
         result = client.call("spec.rollback", params)
-    _print_apply(result, verb=f"rolled back to generation {result['rolledBackTo']} as")
+    _print_apply(
+        result, verb=f"rolled back to generation {result['rolledBackTo']} as", fmt=args.output
+    )
     return EXIT_OK
 
 
@@ -373,7 +378,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
             result = client.call("peers.add", params)
         else:
             result = client.call("peers.rm", {"name": args.name})
-    _print_apply(result, verb="applied")
+    _print_apply(result, verb="applied", fmt=args.output)
     return EXIT_OK
 
 
@@ -457,6 +462,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     with _client(args) as client:
         link = client.call("node.loginLink")
+    if args.output != "table":
+        emit(link, args.output, str)
+        return EXIT_OK
     print(f"Open this link to log in (it works once, until {link['expiresAt']}):")
     print(f"  {link['url']}")
     if not args.no_browser and _has_browser():
@@ -591,7 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
         "apply",
         cmd_apply,
         "apply a spec file to the running node, print the diff",
-        ["gate apply -f gate.yaml", "gate apply -f gate.yaml --dry-run"],
+        ["gate apply -f gate.yaml", "gate apply -f gate.yaml --dry-run -o json"],
+        (common, out),
     )
     apply.add_argument("--dry-run", action="store_true", help="validate and diff only")
     apply.add_argument(
@@ -611,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_rollback,
         "re-apply an earlier generation (default: previous)",
         ["gate rollback", "gate rollback 3"],
+        (common, out),
     )
     rollback.add_argument("generation", type=int, nargs="?")
     add(
@@ -662,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_peers,
         "add a peer to the spec (through spec.apply; keeps the file's comments)",
         ["gate peers add bob 12D3KooW... --addr /ip4/203.0.113.7/tcp/41145"],
-        (common,),
+        (common, out),
         peers,
     )
     p.add_argument("name")
@@ -673,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_peers,
         "remove a peer from the spec (through spec.apply)",
         ["gate peers rm bob"],
-        (common,),
+        (common, out),
         peers,
     )
     p.add_argument("name")
@@ -722,6 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_ui,
         "print a one-time login link for the web UI, and open it in a browser if there is one",
         ["gate ui", "gate ui --no-browser            # on a server: open the link elsewhere"],
+        (common, out),
     )
     ui.add_argument("--no-browser", action="store_true", help="only print the link")
 

@@ -141,6 +141,20 @@ def test_every_reading_command_speaks_json_and_yaml(node: GateNode, fmt: str) ->
         assert parsed is not None or command[0] in ("peers", "providers", "requests"), command
 
 
+def test_changing_commands_print_their_result_as_json(node: GateNode) -> None:
+    peer = "12D3KooWJYhv7JADL8KbkHriZLZ3jpyzfJte4j658Z3KhEaN1sy2"
+    added = run_gate("peers", "add", "bob", peer, "-f", str(node.spec_path), "-o", "json")
+    assert added.returncode == 0, added.stderr
+    result = json.loads(added.stdout)
+    assert result["changed"] is True and "+" in result["diff"] and "name: bob" in result["diff"]
+    assert "# the node's name" in node.spec_path.read_text()  # comments kept
+    removed = run_gate("peers", "rm", "bob", "-f", str(node.spec_path), "-o", "yaml")
+    assert removed.returncode == 0, removed.stderr
+    assert yaml.safe_load(removed.stdout)["generation"] == result["generation"] + 1
+    link = run_gate("ui", "--no-browser", "-f", str(node.spec_path), "-o", "json")
+    assert json.loads(link.stdout)["url"].startswith("http://127.0.0.1:")
+
+
 def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
