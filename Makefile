@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck unit system-deps llama bench clean
+.PHONY: up test lint typecheck unit system-deps test-deps llama bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 
 system-deps:
 	./scripts/system-deps.sh
+
+test-deps:
+	./scripts/system-deps.sh test
 
 gate.yaml:
 	cp gate.yaml.example gate.yaml
@@ -38,7 +41,7 @@ llama: $(STAMP)
 	./scripts/llama-wheel.sh $(VENV)
 
 # GATE_REQUIRE_LLAMA=1: tests that need the real engine fail, rather than skip, without it.
-test: system-deps $(STAMP) llama
+test: test-deps $(STAMP) llama
 	$(MAKE) lint typecheck
 	GATE_REQUIRE_LLAMA=1 $(BIN)/python -m pytest -q
 

@@ -24,6 +24,8 @@
             pkgs.chromium     # UI tests
             pkgs.curl
             pkgs.iproute2     # ip netns for multi-host tests
+            pkgs.fish         # `gate completion fish` is loaded in fish
+            pkgs.zsh          # and `gate completion zsh` in zsh
           ];
           shellHook = ''
             export CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test rig needs, when they are missing and we are root.
+# Installs the Debian packages Gate needs, when they are missing and we are root.
+# `system-deps.sh` is what running a node needs; `system-deps.sh test` adds the test rig's.
 # libgmp-dev: py-libp2p builds fastecdsa from source, which needs the GMP headers.
+# Test rig only:
 # openssl: a test reads a key written by `openssl genpkey`.
 # iproute2: the network-namespace test (`ip netns`, veth pairs).
 # nix-bin: `nix-instantiate --parse flake.nix` checks the flake.
 # fish, zsh: `gate completion` scripts are loaded in the shells they are for.
 set -euo pipefail
-needed=(libgmp-dev openssl iproute2 nix-bin fish zsh)
+needed=(libgmp-dev)
+if [ "${1:-}" = "test" ]; then
+    needed+=(openssl iproute2 nix-bin fish zsh)
+fi
 missing=()
 for pkg in "${needed[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
