@@ -5,6 +5,7 @@ crash, and the node keeps answering."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gate_runner.components.control.contract import CONTRACTS
-from tests.control.conftest import Rpc
+from tests.control.conftest import Rpc, WsRpc, ws_connect
 from tests.rig import GateNode
 
 pytestmark = pytest.mark.e2e
@@ -98,6 +99,27 @@ def test_random_text_with_broken_utf8(rpc: Rpc, text: str) -> None:
     status, reply = rpc.post(body)
     _check_reply(status, reply)
     assert reply["error"]["code"] == -32700
+
+
+@pytest.fixture(scope="module")
+def socket(control_node: GateNode) -> Iterator[WsRpc]:
+    with ws_connect(control_node) as conn:
+        yield WsRpc(conn)
+
+
+@_fuzz
+@given(frame=st.binary(max_size=300) | json_values.map(json.dumps))
+def test_random_websocket_frames(socket: WsRpc, frame: bytes | str) -> None:
+    """Each frame gets its reply (or none, for notifications) and the socket stays open:
+    a probe call after it is answered."""
+    socket.send(frame)
+    socket.send({"jsonrpc": "2.0", "method": "node.status", "id": "probe"})
+    while True:
+        message = socket.receive()
+        if isinstance(message, dict) and message.get("id") == "probe":
+            assert message["result"]["name"] == "test-node"
+            return
+        _check_reply(200, message)
 
 
 def test_the_node_survived(control_node: GateNode, rpc: Rpc) -> None:
