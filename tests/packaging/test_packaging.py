@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_flake_parses() -> None:
     nix_instantiate = shutil.which("nix-instantiate")
     if nix_instantiate is None:
-        pytest.fail("nix-instantiate is not installed (`scripts/system-deps.sh test` installs nix-bin)")
+        pytest.fail("nix-instantiate is missing (`scripts/system-deps.sh test` installs nix-bin)")
     result = subprocess.run(
         [nix_instantiate, "--parse", str(ROOT / "flake.nix")],
         capture_output=True,
