@@ -5,6 +5,7 @@ and LiteLLM's proxy (DESIGN.md, section 13). Prints two markdown tables of ratio
     python bench/gateway.py            # about 3 minutes
     python bench/gateway.py --quick    # smoke run, under a minute
     python bench/gateway.py --only gate,floor
+    python bench/gateway.py --only gate,floor --no-stream --profile /tmp/prof
 
 Needs nginx, wrk and the LiteLLM venv: scripts/bench-deps.sh installs what is missing.
 """
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +109,7 @@ class Target:
     label: str
     json: Endpoint | None  # None: streaming only
     sse: Endpoint | None
+    pid: int | None = None  # the server's process, when this bench started it
 
 
 @dataclass
@@ -466,7 +469,11 @@ def start_gate(procs: Processes, cores: Cores, json_port: int, sse_port: int) ->
             break
         time.sleep(0.1)
     return Target(
-        "gate", LABELS["gate"], Endpoint(api, CHAT, json_model), Endpoint(api, CHAT, sse_model)
+        "gate",
+        LABELS["gate"],
+        Endpoint(api, CHAT, json_model),
+        Endpoint(api, CHAT, sse_model),
+        pid=proc.pid,
     )
 
 
@@ -593,6 +600,52 @@ def best_of(a: Row, b: Row) -> Row:
     if merged.sse_reason == "" and merged.ttfe is None:
         merged.sse_reason = a.sse_reason or b.sse_reason
     return merged
+
+
+# -- profiling -------------------------------------------------------------------------------
+
+PROFILE_CONCURRENCY = 64
+
+
+def profile_gate(target: Target, out: Path, seconds: int, workdir: Path) -> list[str]:
+    """wrk at c=64 on Gate while py-spy samples it with `--gil`: only samples where Gate holds
+    the GIL count, so waiting in epoll does not. The recording starts a second into the load
+    and ends before it does. Returns the summary in bench/p2p.py's format."""
+    # bench/p2p.py imports this module, so it is imported here, late.
+    from p2p import SPY_HZ, summarize
+
+    beside = Path(sys.executable).parent / "py-spy"
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    if spy is None:
+        raise Unavailable("py-spy is not installed (pip install py-spy)")
+    if target.json is None or target.pid is None:
+        raise Unavailable("Gate did not start")
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / "gate.raw"
+    url = _url(target.json)
+    body = request_body(target.json.model, stream=False)
+    run_wrk(url, body, connections=8, seconds=1, workdir=workdir)
+    with ThreadPoolExecutor(1) as pool:
+        load = pool.submit(
+            run_wrk,
+            url,
+            body,
+            connections=PROFILE_CONCURRENCY,
+            seconds=seconds + 3,
+            workdir=workdir,
+        )
+        time.sleep(1)
+        cmd = [spy, "record", "--gil", "-f", "raw", "-r", str(SPY_HZ), "-d", str(seconds)]
+        cmd += ["-p", str(target.pid), "-o", str(raw)]
+        done = subprocess.run(cmd, capture_output=True, timeout=seconds + 30, check=False)
+        rate = load.result().rate
+    if not raw.exists():
+        raise Unavailable(f"py-spy wrote nothing: {(done.stderr or done.stdout)[-300:]!r}")
+    title = (
+        f"\n### Where Gate's time goes: py-spy --gil, wrk c={PROFILE_CONCURRENCY} for "
+        f"{seconds} s at {_num(rate)} req/s (raw file: {raw})\n"
+    )
+    return [title, *summarize(raw, seconds=seconds)]
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -747,7 +800,9 @@ def _timed(label: str) -> Iterator[None]:
     print(f"  {label}: {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
 
 
-def run(only: set[str], plan: Plan, *, streaming: bool) -> None:
+def run(
+    only: set[str], plan: Plan, *, streaming: bool, profile: Path | None = None, profile_s: int = 8
+) -> None:
     cores = Cores.detect()
     if cores.gen is not None:
         # The Python client and wrk (a child) run on the load generator's core.
@@ -773,7 +828,8 @@ def run(only: set[str], plan: Plan, *, streaming: bool) -> None:
     litellm = version or ("not installed" if "litellm" in only else "not in this run")
     print(
         f"- LiteLLM: {litellm}; no API key on any row (LiteLLM started with "
-        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY); request logging off in every row"
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY); access logs off in every row "
+        "(Gate's request log, which it keeps in state.db, stays on: that is part of Gate)"
     )
 
     rows: dict[str, Row] = {}
@@ -822,6 +878,16 @@ def run(only: set[str], plan: Plan, *, streaming: bool) -> None:
                             more = measure(burst, plan, workdir)
                             reference = best_of(reference, more) if reference else more
                 rows[key] = best_of(rows[key], row) if key in rows else row
+        profiled: list[str] = []
+        if profile is not None:
+            with _timed("gate under py-spy"), ExitStack() as row_stack:
+                try:
+                    target = start_gate(
+                        Processes(row_stack, cores, workdir), cores, json_port, sse_port
+                    )
+                    profiled = profile_gate(target, profile, profile_s, workdir)
+                except (Unavailable, RuntimeError, OSError, subprocess.SubprocessError) as e:
+                    profiled = [f"\nNot profiled: {e}"]
     print(f"- load average after the run: {_load()}")
     if plan.repeat > 1:
         print(f"- each figure is the best of {plan.repeat} rounds")
@@ -835,6 +901,8 @@ def run(only: set[str], plan: Plan, *, streaming: bool) -> None:
             f"{_num(_events_per_s(reference.ev1))} events/s at c=1 and "
             f"{_num(_events_per_s(reference.evn))} at c={plan.stream_concurrency}."
         )
+    for line in profiled:
+        print(line)
 
 
 def main() -> None:
@@ -852,6 +920,16 @@ def main() -> None:
         type=int,
         help="rounds over all rows, keeping each figure's best (default 2, 1 with --quick)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after the tables' runs, record Gate with py-spy under wrk at c=64 and print "
+        "where its time goes (the raw file goes in DIR)",
+    )
+    parser.add_argument(
+        "--profile-seconds", type=int, default=8, help="how long py-spy records (default 8)"
+    )
     args = parser.parse_args()
     only = {key.strip() for key in args.only.split(",") if key.strip()}
     unknown = only - set(ROWS)
@@ -862,7 +940,13 @@ def main() -> None:
     if missing:
         raise SystemExit(f"missing: {', '.join(missing)}. Install them with: {DEPS}")
     plan = Plan.pick(quick=args.quick, repeat=max(1, args.repeat) if args.repeat else None)
-    run(only, plan, streaming=not args.no_stream)
+    run(
+        only,
+        plan,
+        streaming=not args.no_stream,
+        profile=args.profile.resolve() if args.profile else None,
+        profile_s=max(1, args.profile_seconds),
+    )
 
 
 if __name__ == "__main__":

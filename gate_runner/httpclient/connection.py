@@ -1,4 +1,4 @@
-"""One keep-alive HTTP/1.1 connection to an upstream: its socket, its h11 state, its timeouts."""
+"""One keep-alive HTTP/1.1 connection to an upstream: its socket, its buffer, its timeouts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import socket
 import ssl
 from collections.abc import AsyncIterable
 
-import h11
 import trio
 
 from gate_runner.httpclient.errors import (
@@ -17,6 +16,7 @@ from gate_runner.httpclient.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
+from gate_runner.httpclient.protocol import Body, ProtocolError, ResponseHead, parse_head
 
 # One receive takes whatever the kernel holds, up to this much: a whole small response,
 # or a burst of SSE events that the reader hands on as one chunk.
@@ -29,7 +29,7 @@ _Body = bytes | bytearray | memoryview | AsyncIterable[bytes] | None
 
 
 class Connection:
-    """A connected socket plus the h11 state machine for the exchange in flight.
+    """A connected socket, its receive buffer, and the state of the exchange in flight.
 
     Plain HTTP drives the stdlib socket directly: a send or receive is tried at once and
     only waits through trio (``wait_readable``/``wait_writable``) when the kernel would
@@ -40,8 +40,12 @@ class Connection:
     """
 
     __slots__ = (
+        "_body",
+        "_buf",
         "_fd",
-        "_h11",
+        "_head_request",
+        "_keep_alive",
+        "_request_sent",
         "_sock",
         "_tls",
         "cycles",
@@ -62,7 +66,11 @@ class Connection:
         self._sock = sock
         self._fd = sock.fileno()  # what trio's wait_readable/wait_writable register
         self._tls = tls
-        self._h11 = h11.Connection(h11.CLIENT)
+        self._buf = bytearray()  # received, not yet parsed
+        self._body: Body | None = None  # the response body's decoder, once its head is in
+        self._head_request = False
+        self._keep_alive = False  # both sides allow another exchange after this one
+        self._request_sent = False
         self.read_timeout = read_timeout
         self.origin = origin
         self.cycles = 0  # completed exchanges: > 0 means this is a reused connection
@@ -73,89 +81,83 @@ class Connection:
 
     # -- the exchange --------------------------------------------------------------------
 
-    async def send_request(self, request: h11.Request, body: _Body) -> None:
-        """Send the request head and the whole body (framing as the head declares)."""
+    async def send_request(
+        self, head: bytes, body: _Body, *, keep_alive: bool, head_request: bool
+    ) -> None:
+        """Send the request head (built by the pool) and the whole body: as is for bytes (the
+        head carries its Content-Length), chunked for an async iterable (the head says so).
+        ``keep_alive`` False: the request said Connection: close. ``head_request``: it was
+        a HEAD, so the response has no body whatever its headers say."""
         self.response_started = False
-        h = self._h11
-        try:
-            # h11.send() only returns None for ConnectionClosed, which we never send.
-            head = h.send(request) or b""
-            if body is None:
-                await self._send_all(head + (h.send(h11.EndOfMessage()) or b""))
-            elif isinstance(body, bytes | bytearray | memoryview):
-                data = body if isinstance(body, bytes) else bytes(body)
-                payload = h.send(h11.Data(data=data)) or b""
-                end = h.send(h11.EndOfMessage()) or b""
-                if len(body) <= COALESCE_LIMIT:
-                    await self._send_all(b"".join((head, payload, end)))
-                else:
-                    await self._send_all(head)
-                    await self._send_all(payload)
-                    if end:
-                        await self._send_all(end)
+        self._request_sent = False
+        self._body = None
+        self._keep_alive = keep_alive
+        self._head_request = head_request
+        if body is None:
+            await self._send_all(head)
+        elif isinstance(body, bytes | bytearray | memoryview):
+            if len(body) <= COALESCE_LIMIT:
+                await self._send_all(head + body)
             else:
                 await self._send_all(head)
-                async for chunk in body:
-                    if chunk:  # an empty chunk would be the chunked encoding's terminator
-                        await self._send_all(h.send(h11.Data(data=chunk)) or b"")
-                await self._send_all(h.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError as e:
-            # Our caller built a bad request (bad header, body longer than its Content-Length).
-            raise ValueError(f"invalid request to {self.origin}: {e}") from e
+                await self._send_all(memoryview(body))
+        else:
+            await self._send_all(head)
+            async for chunk in body:
+                if chunk:  # an empty chunk would be the chunked encoding's terminator
+                    await self._send_all(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await self._send_all(b"0\r\n\r\n")
+        self._request_sent = True
 
-    async def receive_head(self) -> h11.Response:
+    async def receive_head(self) -> ResponseHead:
         """Wait for the response head, skipping 1xx responses."""
-        h = self._h11
+        buf = self._buf
         while True:
             try:
-                event = h.next_event()
-            except h11.RemoteProtocolError as e:
+                head = parse_head(buf, head_request=self._head_request) if buf else None
+            except ProtocolError as e:
                 raise self._protocol_error(e) from e
-            if event is h11.NEED_DATA:
+            if head is None:
                 data = await self._receive()
                 if not data:
                     raise UpstreamClosed(
                         f"{self.origin} closed the connection before sending a response"
                     )
                 self.response_started = True
-                h.receive_data(data)
-            elif isinstance(event, h11.Response):
-                return event
-            elif not isinstance(event, h11.InformationalResponse):
-                raise UpstreamProtocolError(f"unexpected {event!r} from {self.origin}")
+                buf += data
+            elif head.status >= 200:
+                self._body = head.body
+                self._keep_alive = self._keep_alive and head.keep_alive
+                return head
 
     async def receive_body(self) -> bytes:
         """The body bytes already buffered, or else the next ones to arrive; b"" at the end.
 
-        Everything h11 can decode from one receive is joined into one chunk, so a burst of
-        SSE events that arrived together is passed on with one write downstream.
+        Everything decodable from one receive is joined into one chunk, so a burst of SSE
+        events that arrived together is passed on with one write downstream.
         """
-        h = self._h11
-        if h.their_state is not h11.SEND_BODY:
-            return b""  # the body ended (DONE, or MUST_CLOSE after a Connection: close)
-        parts: list[bytes] = []
-        eof = False
-        while True:
-            try:
-                event = h.next_event()
-            except h11.RemoteProtocolError as e:
-                if eof:
-                    raise UpstreamClosed(
-                        f"{self.origin} closed the connection before the response body ended"
-                    ) from e
-                raise self._protocol_error(e) from e
-            if event is h11.NEED_DATA:
-                if parts:
-                    return b"".join(parts)
-                data = await self._receive()
-                eof = not data
-                h.receive_data(data)  # b"" tells h11 the peer closed
-            elif isinstance(event, h11.Data):
-                parts.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return b"".join(parts)
-            else:
-                raise UpstreamProtocolError(f"unexpected {event!r} from {self.origin}")
+        body = self._body
+        if body is None:
+            raise RuntimeError("receive_body() before receive_head()")
+        buf = self._buf
+        try:
+            while not body.done:
+                data = body.read(buf)
+                if data:
+                    return data
+                if body.done:
+                    break
+                received = await self._receive()
+                if not received:
+                    body.eof()
+                    if not body.done:
+                        raise UpstreamClosed(
+                            f"{self.origin} closed the connection before the response body ended"
+                        )
+                buf += received
+        except ProtocolError as e:
+            raise self._protocol_error(e) from e
+        return b""
 
     def finish(self) -> bool:
         """End the exchange; True when the connection can carry another request.
@@ -163,21 +165,19 @@ class Connection:
         A body that already sits whole in the buffer (a short error body the caller did not
         read) is drained without I/O; anything still on the wire means an unknown state.
         """
-        h = self._h11
-        if h.their_state is h11.SEND_BODY:
+        body = self._body
+        if body is None or not self._request_sent:
+            return False
+        if not body.done:
             try:
-                while True:
-                    event = h.next_event()
-                    if event is h11.NEED_DATA or isinstance(event, h11.EndOfMessage):
-                        break
-            except h11.RemoteProtocolError:
+                body.read(self._buf)
+            except ProtocolError:
                 return False
-        if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
-            return False  # unfinished, or either side said Connection: close
-        leftover, closed = h.trailing_data
-        if leftover or closed:
-            return False  # bytes after the response would poison the next one
-        h.start_next_cycle()
+            if not body.done:
+                return False
+        if not self._keep_alive or self._buf:
+            return False  # either side said close, or bytes after the response
+        self._body = None
         self.cycles += 1
         return True
 
@@ -207,7 +207,7 @@ class Connection:
 
     # -- I/O -----------------------------------------------------------------------------
 
-    async def _send_all(self, data: bytes) -> None:
+    async def _send_all(self, data: bytes | memoryview) -> None:
         if self._tls is not None:
             with trio.move_on_after(self.read_timeout) as scope:
                 try:
@@ -285,7 +285,7 @@ class Connection:
             hint="the engine is not reading its socket; check that it is alive",
         )
 
-    def _protocol_error(self, e: h11.RemoteProtocolError) -> UpstreamProtocolError:
+    def _protocol_error(self, e: ProtocolError) -> UpstreamProtocolError:
         return UpstreamProtocolError(
             f"{self.origin} sent invalid HTTP/1.1: {e}",
             hint="check that the provider's URL points at an HTTP server (not HTTPS or gRPC)",

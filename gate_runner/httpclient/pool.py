@@ -12,18 +12,24 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-import h11
 import outcome
 import trio
 
 from gate_runner.httpclient.connection import Connection, open_connection
 from gate_runner.httpclient.errors import UpstreamClosed
+from gate_runner.httpclient.protocol import ResponseHead, request_lines
 from gate_runner.httpclient.response import Response
 
 Headers = Sequence[tuple[bytes | str, bytes | str]]
 Body = bytes | bytearray | memoryview | AsyncIterable[bytes] | None
 
 _FRAMING = (b"content-length", b"transfer-encoding")
+# Methods whose requests carry no body by convention, so a missing one needs no
+# "Content-Length: 0" (RFC 9110 says a POST or PUT without a body should still say it).
+_BODILESS = ("GET", "HEAD", "DELETE", "OPTIONS")
+# Request heads built and checked, by (method, target, headers): a backend sends the same
+# few over and over, so only the framing is new per request. Emptied when it is this full.
+_HEAD_CACHE_SIZE = 64
 
 
 class HTTPPool:
@@ -73,6 +79,7 @@ class HTTPPool:
         self._max_response_bytes = max_response_bytes
         self._idle_timeout = idle_timeout
 
+        self._heads: dict[tuple[str, str, tuple[Any, ...]], tuple[bytes, bool]] = {}
         self._idle: list[Connection] = []  # a stack: the most recently used on top
         self._waiters: deque[trio.lowlevel.Task] = deque()
         self._open = 0  # connections open or being opened; never more than _max
@@ -88,12 +95,14 @@ class HTTPPool:
     ) -> AbstractAsyncContextManager[Response]:
         """Send a request; ``async with`` it to get the :class:`Response` with its body unread.
 
-        Adds ``Host`` and, unless ``headers`` frame the body already, ``Content-Length``
-        (bytes body) or ``Transfer-Encoding: chunked`` (async iterable body). When the block
-        ends with the body read and both sides willing, the connection returns to the pool;
-        otherwise (early exit, error, cancellation) it is closed there and then.
+        Adds ``Host`` and frames the body: ``Content-Length`` for bytes, ``Transfer-Encoding:
+        chunked`` for an async iterable. Framing is the pool's alone, so ``headers`` may not
+        carry either header (ValueError). When the block ends with the body read and both
+        sides willing, the connection returns to the pool; otherwise (early exit, error,
+        cancellation) it is closed there and then.
         """
-        return _Exchange(self, self._build_request(method, target, headers, body), body)
+        head, keep_alive = self._build_request(method, target, headers, body)
+        return _Exchange(self, head, keep_alive, body, method)
 
     async def request(
         self, method: str, target: str, *, headers: Headers = (), body: Body = None
@@ -146,9 +155,30 @@ class HTTPPool:
 
     # -- the request head ------------------------------------------------------------------
 
-    def _build_request(self, method: str, target: str, headers: Headers, body: Body) -> h11.Request:
+    def _build_request(
+        self, method: str, target: str, headers: Headers, body: Body
+    ) -> tuple[bytes, bool]:
+        """The request head, and whether the connection may be kept alive after it."""
+        key = (method, target, tuple(headers))
+        cached = self._heads.get(key)
+        if cached is None:
+            if len(self._heads) >= _HEAD_CACHE_SIZE:
+                self._heads.clear()
+            cached = self._heads[key] = self._head_lines(method, target, headers)
+        lines, keep_alive = cached
+        if isinstance(body, bytes | bytearray | memoryview):
+            framing = b"content-length: %d\r\n\r\n" % len(body)
+        elif body is not None:
+            framing = b"transfer-encoding: chunked\r\n\r\n"
+        elif method not in _BODILESS:
+            framing = b"content-length: 0\r\n\r\n"
+        else:
+            framing = b"\r\n"
+        return lines + framing, keep_alive
+
+    def _head_lines(self, method: str, target: str, headers: Headers) -> tuple[bytes, bool]:
         lines: list[tuple[bytes, bytes]] = [(b"host", self._host_header)]
-        framed = False
+        keep_alive = True
         for name, value in headers:
             if isinstance(name, str):
                 name = name.encode("ascii")
@@ -158,22 +188,20 @@ class HTTPPool:
             if key == b"host":
                 lines[0] = (name, value)  # the caller's Host wins (e.g. a virtual host)
                 continue
-            framed = framed or key in _FRAMING
+            if key in _FRAMING:
+                raise ValueError(
+                    f"invalid request {method} {target}: {name.decode('latin-1')} is set by "
+                    "the pool from the body"
+                )
+            if key == b"connection" and b"close" in (t.strip() for t in value.lower().split(b",")):
+                keep_alive = False
             lines.append((name, value))
-        if not framed:
-            if isinstance(body, bytes | bytearray | memoryview):
-                lines.append((b"content-length", b"%d" % len(body)))
-            elif body is not None:
-                lines.append((b"transfer-encoding", b"chunked"))
-            elif method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-                # RFC 9110: a POST/PUT without a body should still say its length is 0.
-                lines.append((b"content-length", b"0"))
-        path = target.encode("ascii")
-        if self._prefix and path.startswith(b"/"):
-            path = self._prefix + path
         try:
-            return h11.Request(method=method, target=path, headers=lines)
-        except h11.LocalProtocolError as e:
+            path = target.encode("ascii")
+            if self._prefix and path.startswith(b"/"):
+                path = self._prefix + path
+            return request_lines(method.encode("ascii"), path, lines), keep_alive
+        except ValueError as e:  # UnicodeEncodeError included
             raise ValueError(f"invalid request {method} {target}: {e}") from e
 
     # -- checkout and checkin --------------------------------------------------------------
@@ -278,12 +306,16 @@ class HTTPPool:
 class _Exchange:
     """One request and its response: what ``HTTPPool.stream()`` returns."""
 
-    __slots__ = ("_body", "_conn", "_pool", "_request", "_response")
+    __slots__ = ("_body", "_conn", "_head", "_keep_alive", "_method", "_pool", "_response")
 
-    def __init__(self, pool: HTTPPool, request: h11.Request, body: Body) -> None:
+    def __init__(
+        self, pool: HTTPPool, head: bytes, keep_alive: bool, body: Body, method: str
+    ) -> None:
         self._pool = pool
-        self._request = request
+        self._head = head
+        self._keep_alive = keep_alive
         self._body = body
+        self._method = method
         self._conn: Connection | None = None
         self._response: Response | None = None
 
@@ -295,8 +327,7 @@ class _Exchange:
         self._conn = conn
         try:
             try:
-                await conn.send_request(self._request, self._body)
-                head = await conn.receive_head()
+                head = await self._exchange(conn)
             except UpstreamClosed:
                 # The keep-alive race: the server closed this idle connection just as we
                 # took it (after the staleness peek). Nothing reached the application, so a
@@ -308,8 +339,7 @@ class _Exchange:
                 self._conn = None
                 pool._retried += 1
                 conn = self._conn = await pool._connect()
-                await conn.send_request(self._request, self._body)
-                head = await conn.receive_head()
+                head = await self._exchange(conn)
         except BaseException:
             if self._conn is not None:
                 self._conn.close()
@@ -317,6 +347,15 @@ class _Exchange:
             raise
         self._response = Response(head, conn, limit=pool._max_response_bytes)
         return self._response
+
+    async def _exchange(self, conn: Connection) -> ResponseHead:
+        await conn.send_request(
+            self._head,
+            self._body,
+            keep_alive=self._keep_alive,
+            head_request=self._method == "HEAD",
+        )
+        return await conn.receive_head()
 
     async def __aexit__(
         self,

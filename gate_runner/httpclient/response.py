@@ -6,10 +6,9 @@ __all__ = ("Response",)
 
 from collections.abc import AsyncIterator
 
-import h11
-
 from gate_runner.httpclient.connection import Connection
 from gate_runner.httpclient.errors import ResponseTooLarge
+from gate_runner.httpclient.protocol import ResponseHead
 
 
 class Response:
@@ -31,11 +30,11 @@ class Response:
         "status",
     )
 
-    def __init__(self, event: h11.Response, conn: Connection, *, limit: int) -> None:
-        self.status: int = event.status_code
-        self.reason: bytes = event.reason
-        self.http_version: bytes = event.http_version
-        self.headers: list[tuple[bytes, bytes]] = list(event.headers)
+    def __init__(self, head: ResponseHead, conn: Connection, *, limit: int) -> None:
+        self.status = head.status
+        self.reason = head.reason
+        self.http_version = head.http_version
+        self.headers = head.headers
         self._conn: Connection | None = conn
         self._limit = limit
         self._received = 0

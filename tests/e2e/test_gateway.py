@@ -600,3 +600,39 @@ def test_in_process_llamacpp_provider(
     )
     assert again.choices[0].finish_reason == "length"
     assert time.monotonic() - began < 5
+
+
+def test_a_client_leaving_a_slow_non_streamed_request_cancels_the_upstream(
+    tmp_path: Path, node_factory: type[GateNode], bad_upstream: ServerProcess
+) -> None:
+    """Non-streamed requests get no watcher task up front (it would cost more than the
+    forward); one still running after the grace gets one, and a client that leaves then
+    still closes the upstream connection, long before the provider's timeout."""
+    import socket
+    import time
+
+    node = node_factory(
+        tmp_path, extra=providers(f"{{name: bad, kind: openai, url: '{bad_upstream.url}/v1'}}")
+    )
+    node.start()
+    payload = json.dumps({"model": "hang", "messages": [{"role": "user", "content": "x"}]})
+    with socket.create_connection(("127.0.0.1", node.api_port)) as client:
+        client.sendall(
+            (
+                f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+                f"{payload}"
+            ).encode()
+        )
+        node.wait_for(
+            lambda: _stats(bad_upstream)["hanging"] == 1, timeout=10, what="upstream request"
+        )
+        time.sleep(0.3)  # past the grace: the request now has its watcher
+    left = time.monotonic()
+    node.wait_for(
+        lambda: _stats(bad_upstream)["hanging"] == 0, timeout=10, what="upstream closed"
+    )
+    assert time.monotonic() - left < 5  # the provider's timeout is 60 s
+    (record,) = node.rpc("requests.list", {"limit": 1})
+    assert record["model"] == "hang" and record["status"] == 499
+    assert record["error"] == "client disconnected"

@@ -3,7 +3,8 @@
 ``GET /v1/models`` answers normally (models ``hang``, ``garbage``, ``cut``, ``ok``), so a
 node registers it as healthy; ``POST`` then misbehaves by model:
 
-- ``hang``: reads the request and never answers.
+- ``hang``: reads the request and never answers; ``/stats`` counts those held (``hanging``)
+  until the client closes the connection.
 - ``garbage``: answers bytes that are not HTTP.
 - ``cut``: starts an SSE stream, sends two events, then closes the connection.
 - ``ok``: a normal JSON chat completion.
@@ -25,6 +26,7 @@ import trio
 MODELS = ("hang", "garbage", "cut", "ok", "slow")
 OPEN = 0
 STREAMING = 0  # `slow` streams in progress
+HANGING = 0  # `hang` requests being held
 
 
 async def _read_request(stream: trio.SocketStream) -> tuple[bytes, bytes] | None:
@@ -87,6 +89,17 @@ async def _slow_stream(stream: trio.SocketStream, model: str) -> None:
         STREAMING -= 1
 
 
+async def _hang(stream: trio.SocketStream) -> None:
+    """Never answer, but notice the client closing (as an engine notices its client leave)."""
+    global HANGING
+    HANGING += 1
+    try:
+        while await stream.receive_some(65536):
+            pass
+    finally:
+        HANGING -= 1
+
+
 async def handle(stream: trio.SocketStream) -> None:
     global OPEN
     OPEN += 1
@@ -105,12 +118,13 @@ async def handle(stream: trio.SocketStream) -> None:
                 )
                 continue
             if line.startswith(b"GET /stats"):
-                stats = {"open": OPEN, "streaming": STREAMING}
+                stats = {"open": OPEN, "streaming": STREAMING, "hanging": HANGING}
                 await stream.send_all(_response("200 OK", json.dumps(stats).encode()))
                 continue
             model = json.loads(body or b"{}").get("model")
             if model == "hang":
-                await trio.sleep_forever()
+                await _hang(stream)
+                return
             if model == "garbage":
                 await stream.send_all(b"\x00\x01 this is not http \xff\r\n\r\n")
                 return

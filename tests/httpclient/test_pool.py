@@ -85,7 +85,12 @@ async def test_get_and_post_with_a_bytes_body(app_url: str) -> None:
         assert seen["transfer_encoding"] is None
         assert seen["content_type"] == "application/json"
         assert seen["host"] == app_url.removeprefix("http://")
-        assert pool.stats["created"] == 1 and pool.stats["reused"] == 1
+        # The same head again (built once, then reused) with a body of another length.
+        _, body = await pool.request(
+            "POST", "/echo", headers=[("Content-Type", "application/json")], body=b"[]"
+        )
+        assert json.loads(body)["content_length"] == "2"
+        assert pool.stats["created"] == 1 and pool.stats["reused"] == 2
     assert pool.stats["open"] == 0
 
 
@@ -323,6 +328,19 @@ async def test_connection_close_from_the_server_is_honoured() -> None:
         await server.wait_all_closed()
 
 
+async def test_bytes_after_a_response_keep_its_connection_out_of_the_pool() -> None:
+    async def says_too_much(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await peer.send(response() + b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra")
+
+    async with raw_server(says_too_much) as server, HTTPPool(server.url) as pool:
+        for _ in range(2):
+            _, body = await pool.request("GET", "/")
+            assert body == b"ok"
+        # Had the first connection been reused, the second request would have read "extra".
+        assert server.accepted == 2 and pool.stats["reused"] == 0
+
+
 async def test_connection_close_from_the_caller_is_honoured() -> None:
     async with raw_server(keep_alive_handler) as server, HTTPPool(server.url) as pool:
         for _ in range(2):
@@ -517,8 +535,10 @@ async def test_a_stall_mid_body_times_out() -> None:
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
     ],
-    ids=["not-http", "bad-content-length", "bad-chunk-size"],
+    ids=["not-http", "bad-content-length", "bad-chunk-size", "length-and-chunked", "two-lengths"],
 )
 async def test_garbage_from_the_server_is_a_protocol_error(reply: bytes) -> None:
     async def garbage(peer: Peer) -> None:
@@ -594,6 +614,14 @@ async def test_invalid_requests_are_refused_before_anything_is_sent() -> None:
     pool = HTTPPool("http://127.0.0.1:9")
     with pytest.raises(ValueError, match="invalid request"):
         pool.stream("GET", "/", headers=[(b"bad header", b"x")])
+    with pytest.raises(ValueError, match="invalid request"):
+        pool.stream("GET", "/", headers=[(b"x-smuggled", b"a\r\ncontent-length: 0")])
+    with pytest.raises(ValueError, match="set by the pool"):
+        pool.stream("POST", "/", headers=[(b"Content-Length", b"9")], body=b"x")
+    with pytest.raises(ValueError, match="set by the pool"):
+        pool.stream("POST", "/", headers=[("transfer-encoding", "chunked")], body=b"x")
+    with pytest.raises(ValueError, match="invalid request"):
+        pool.stream("GET", "/caf\u00e9")
     with pytest.raises(ValueError, match="base_url"):
         HTTPPool("ftp://127.0.0.1")
     with pytest.raises(ValueError, match="max_connections"):

@@ -108,7 +108,8 @@ class Transactions:
             if sql == "BEGIN":
                 sizes.append(0)
             elif sql.startswith("INSERT INTO requests"):
-                sizes[-1] += 1
+                # Rows in this multi-row statement (traced with its values filled in).
+                sizes[-1] += sql.partition(" VALUES ")[2].count("), (") + 1
         return sizes
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = ("ClientGone", "Proxy", "RequestOutcome")
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -14,7 +15,9 @@ from typing import Any
 
 import anyio
 import trio
+from anyio.abc import TaskStatus
 
+from gate_runner.components.api.late import LateWatcher
 from gate_runner.httpclient import (
     ResponseTooLarge,
     UpstreamConnectError,
@@ -49,8 +52,10 @@ _VALIDATE: dict[str, Callable[[object], _Parsed]] = {
 }
 _ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-", "embeddings": "embd-"}
 _RETRYABLE_STATUS = {502, 503, 504}
-# Non-streamed bodies up to this size are parsed after forwarding, for their token usage.
+# Non-streamed bodies up to this size are scanned after forwarding, for their token usage.
 _USAGE_SCAN_LIMIT = 1 << 20
+_USAGE_KEY = re.compile(rb'"usage"[ \t\r\n]*:[ \t\r\n]*')
+_JSON = json.JSONDecoder()
 LOCAL = "local"
 CLIENT_CLOSED = 499  # nginx's code for "the client went away first"
 # A failed attempt counts in the latency average as this slow, so the load-aware order moves
@@ -73,6 +78,7 @@ class RequestOutcome:
     ttft: float | None = None  # seconds
     usage: dict[str, int] | None = None
     error: str | None = None
+    head_sent: bool = False  # the response head has been handed to the server
     responded: bool = False  # the last byte of the response has been handed to the server
     target: str | None = None  # LOCAL, a peer id, or None (anywhere)
     node: str | None = None  # the remote node that answered, when one did
@@ -125,6 +131,21 @@ def _sniff_usage(chunk: bytes) -> dict[str, int] | None:
     return found
 
 
+def _json_usage(body: bytes) -> dict[str, int] | None:
+    """The usage object of a JSON completion, decoded on its own rather than with the whole
+    body: OpenAI-compatible servers put it at the top level, last or nearly so, and no
+    other key of a completion is called "usage"."""
+    at = body.rfind(b'"usage"')
+    key = _USAGE_KEY.match(body, at) if at >= 0 else None
+    if key is None:
+        return None
+    try:
+        usage, _ = _JSON.raw_decode(body[key.end() :].decode())
+    except ValueError:
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
 class Proxy:
     """Forwards validated requests to the best provider. ``config`` is swapped in place when
     routing or the node name change, so such edits restart nothing."""
@@ -150,6 +171,11 @@ class Proxy:
         self.max_body = max_body
         self._on_start = on_start
         self._on_done = on_done  # (outcome, started wall time, latency seconds)
+        self.late = LateWatcher()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The router's own task: watchers for slow non-streamed requests live here."""
+        await self.late.run(task_status=task_status)
 
     async def handle(self, op: Operation, scope: Scope, receive: Receive, send: Send) -> None:
         started_wall = time.time()
@@ -159,14 +185,7 @@ class Proxy:
         if client:
             # A peer's request comes as ("peer:<name>", 0).
             outcome.source = f"{client[0]}:{client[1]}" if client[1] else str(client[0])
-        headers_sent = False
         self._on_start()
-
-        async def send_tracking(message: MutableMapping[str, Any]) -> None:
-            nonlocal headers_sent
-            headers_sent = True
-            await send(message)
-
         try:
             body = await self._read_body(receive)
             try:
@@ -184,15 +203,30 @@ class Proxy:
                 op=op, parsed=parsed, raw_body=body, request_id=outcome.request_id
             )
             outcome.target = target
-            await self._with_disconnect(request, outcome, receive, send_tracking, began)
+            if outcome.stream or not self.late.running:
+                await self._with_disconnect(request, outcome, receive, send, began)
+            else:
+                # A non-streamed answer is one write, and a task and a nursery per request
+                # cost more than the rest of the forward: only one still running after a
+                # short grace gets a watcher, which cancels it if the client leaves.
+                with self.late.watching(receive, outcome) as ticket:
+                    await self._forward(request, outcome, send, began)
+                if ticket.gone:
+                    raise ClientGone
         except OpenAIError as e:
             outcome.status = e.status
             outcome.error = e.message
-            if not headers_sent:
+            if not outcome.head_sent:
                 await send_error(send, e, request_id=outcome.request_id)
         except ClientGone:
             outcome.status = CLIENT_CLOSED
             outcome.error = "client disconnected"
+        except UpstreamError as e:
+            # Failed after the head went out, on a body that is not SSE: all that is left is
+            # to cut the connection, so the client sees a truncated response.
+            outcome.status = 502
+            outcome.error = f"provider {outcome.provider} failed mid-response: {e}"
+            raise
         except BaseException as e:
             # Cancelled from outside (it may come through a nursery, wrapped in a group):
             # the P2P server cancels a peer's request when the requesting node resets the
@@ -200,12 +234,6 @@ class Proxy:
             if _only_cancelled(e) and not outcome.responded:
                 outcome.status = CLIENT_CLOSED
                 outcome.error = "cancelled: the requester went away"
-            raise
-        except UpstreamError as e:
-            # Failed after the head went out, on a body that is not SSE: all that is left is
-            # to cut the connection, so the client sees a truncated response.
-            outcome.status = 502
-            outcome.error = f"provider {outcome.provider} failed mid-response: {e}"
             raise
         finally:
             self._on_done(outcome, started_wall, time.perf_counter() - began)
@@ -272,8 +300,9 @@ class Proxy:
         send: Send,
         began: float,
     ) -> None:
-        """Run the forward while watching for the client going away: a disconnect cancels
-        the forward, which closes the upstream connection so the engine stops generating."""
+        """Run a stream's forward while watching for the client going away: a disconnect
+        cancels the forward, which closes the upstream connection so the engine stops
+        generating."""
         gone = False
         failure: OpenAIError | UpstreamError | None = None
         async with trio.open_nursery() as nursery:
@@ -320,6 +349,8 @@ class Proxy:
             raise OpenAIError.model_not_found(
                 model, hint=f"no provider serves it{where}; list models with GET /v1/models"
             )
+        if len(entries) == 1 and (entries[0].local or self.routing.strategy != "local-only"):
+            return entries  # the usual case: nothing to order
         return order_targets(
             entries,
             strategy=self.routing.strategy,
@@ -407,15 +438,16 @@ class Proxy:
             (b"content-type", reply.content_type),
             (b"x-gate-node", (reply.node or self.node_name).encode()),
             (b"x-gate-provider", (reply.provider or provider).encode()),
-            (b"x-gate-attempts", str(outcome.attempts).encode()),
+            (b"x-gate-attempts", b"%d" % outcome.attempts),
             (b"x-request-id", outcome.request_id.encode()),
         ]
         if reply.stream:
             headers.append((b"cache-control", b"no-cache"))
         elif reply.content_length is not None:
-            headers.append((b"content-length", str(reply.content_length).encode()))
+            headers.append((b"content-length", b"%d" % reply.content_length))
         outcome.status = reply.status
         outcome.node = reply.node
+        outcome.head_sent = True
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         if reply.stream:
             usage = await self._relay_stream(reply, outcome, send, began, provider)
@@ -475,11 +507,7 @@ class Proxy:
             chunk = following
         if reply.usage is not None or kept_size > _USAGE_SCAN_LIMIT or reply.status >= 300:
             return reply.usage
-        try:
-            found = json.loads(b"".join(kept)).get("usage")
-        except (ValueError, AttributeError):
-            return None
-        return found if isinstance(found, dict) else None
+        return _json_usage(b"".join(kept))
 
 
 async def send_error(send: Send, error: OpenAIError, *, request_id: str | None = None) -> None:
