@@ -3,7 +3,6 @@ input refused with exit 2, a message naming what to fix, and nothing written."""
 
 from __future__ import annotations
 
-import importlib
 import re
 import stat
 import sys
@@ -540,13 +539,3 @@ def test_written_spec_loads_with_gate_validate(
     capsys.readouterr()
     assert main(["validate", "-f", str(tmp_path / "gate.yaml")]) == 0
     assert re.search(r"gate\.yaml: valid Node spec", capsys.readouterr().out)
-
-
-@pytest.mark.parametrize("module", ["gate_runner.cli.init", "gate_runner.cli.wizard"])
-def test_all_is_a_tuple_of_existing_names(module: str) -> None:
-    imported = importlib.import_module(module)
-    names = imported.__all__
-    assert isinstance(names, tuple)
-    assert len(set(names)) == len(names)
-    for name in names:
-        assert hasattr(imported, name), f"{module}.{name}"

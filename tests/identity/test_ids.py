@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import gate_runner.identity
 from gate_runner.identity import NodeId, normalise_peer_id
 
 PARSE_ERROR = re.escape("not a peer id (expected 12D3KooW..., 64 hex chars or a 52-char label)")
@@ -23,12 +22,6 @@ KNOWN_LABEL = "aoqqpp7tzyil4hlq3umoos6atft6jvrqtosq2xy53sdgiesvgg4a"
 KNOWN = NodeId(bytes.fromhex(KNOWN_HEX))
 
 keys32 = st.binary(min_size=32, max_size=32)
-
-
-def test_all_is_a_tuple_of_exported_names() -> None:
-    assert isinstance(gate_runner.identity.__all__, tuple)
-    for name in gate_runner.identity.__all__:
-        assert hasattr(gate_runner.identity, name)
 
 
 def test_known_vector() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 from pathlib import Path
 
 import pytest
@@ -133,27 +132,3 @@ def test_identical_text_gives_identical_results() -> None:
     a = load_spec(_with("  trust: {mode: public}\n"), env={})
     b = load_spec(_with("  trust: {mode: public}\n"), env={})
     assert a == b
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "gate_runner.spec",
-        "gate_runner.spec.durations",
-        "gate_runner.spec.envoverride",
-        "gate_runner.spec.load",
-        "gate_runner.spec.model",
-        "gate_runner.spec.validate",
-        "gate_runner.spec.write",
-        "gate_runner.spec.yamlsafe",
-        "gate_runner.migrations.spec",
-        "gate_runner.migrations.spec.v1alpha1_to_v1",
-    ],
-)
-def test_all_is_a_tuple_of_existing_names(module: str) -> None:
-    imported = importlib.import_module(module)
-    names = imported.__all__
-    assert isinstance(names, tuple)
-    assert len(set(names)) == len(names)
-    for name in names:
-        assert hasattr(imported, name), f"{module}.{name}"

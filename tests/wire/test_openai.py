@@ -4,7 +4,6 @@ what to fix), the error object, and the ``name@peer`` model target."""
 from __future__ import annotations
 
 import copy
-import importlib
 from typing import Any
 
 import pytest
@@ -330,20 +329,3 @@ def test_rate_limited_sends_retry_after(retry_after: float | None, header: str |
     assert error.headers().get("Retry-After") == header
     if header is not None:
         assert f"retry after {header} s" in error.body()["error"]["message"]
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "gate_runner.wire",
-        "gate_runner.wire.openai",
-        "gate_runner.wire.sse",
-        "gate_runner.wire.ollama",
-    ],
-)
-def test_all_is_a_tuple_of_real_names(module: str) -> None:
-    mod = importlib.import_module(module)
-    assert isinstance(mod.__all__, tuple)
-    assert sorted(mod.__all__) == list(mod.__all__)
-    for name in mod.__all__:
-        assert hasattr(mod, name), name
