@@ -428,7 +428,12 @@ def _receive_once(body: bytes) -> Any:
 
 
 class _AsgiToP2P:
-    """ASGI send messages from the router, as HTTP-over-P2P frames."""
+    """ASGI send messages from the router, as HTTP-over-P2P frames.
+
+    A whole (non-SSE) response leaves in one write: the head waits for the body, and the
+    last body message carries the end of the response. An SSE head goes out at once, so
+    that the requesting node's client sees its request accepted before the first token.
+    """
 
     def __init__(self, sender: ResponseSender, state: Any) -> None:
         self._sender = sender
@@ -448,13 +453,16 @@ class _AsgiToP2P:
             headers = [
                 (k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])
             ]
-            await self._sender.start(int(message["status"]), headers)
+            sse = any(
+                k.lower() == "content-type" and v.lower().startswith("text/event-stream")
+                for k, v in headers
+            )
+            await self._sender.start(int(message["status"]), headers, flush=sse)
         elif message["type"] == "http.response.body":
             chunk = message.get("body", b"")
-            if chunk:
-                if self._state is not None:
-                    self._state.bytes_out += len(chunk)
-                await self._sender.send(chunk)
+            if chunk and self._state is not None:
+                self._state.bytes_out += len(chunk)
+            await self._sender.send(chunk, end=not message.get("more_body", False))
 
 
 async def _respond_error(send: ResponseSender, error: OpenAIError) -> None:

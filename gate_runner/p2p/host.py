@@ -31,10 +31,13 @@ from multiaddr import Multiaddr
 
 from gate_runner.errors import PermanentError, TransientError
 from gate_runner.identity import Identity, NodeId
+from gate_runner.p2p import patches
 from gate_runner.p2p.frames import EndOfStream, FrameError
 from gate_runner.p2p.stream import P2PStream, StreamError
 
 log = logging.getLogger("gate.p2p")
+
+patches.apply()
 
 StreamHandler = Callable[[P2PStream, str], Awaitable[None]]
 
@@ -324,8 +327,8 @@ class P2PHost:
 
     async def open_stream(self, peer_id: str, protocol: str) -> P2PStream:
         """Open a stream to a connected peer; ``StreamError`` if not connected or the peer
-        does not serve ``protocol``. Costs 2 round trips of multistream-select (7-11 ms
-        against ~2 ms for an exchange on an open stream, DESIGN.md 6): reuse streams."""
+        does not serve ``protocol``. Costs 2 round trips of multistream-select (4 ms against
+        0.5 ms for an exchange on an open stream, bench/p2p_link.py): reuse streams."""
         host = self._require_host()
         pid = _parse_peer_id(peer_id)
         if not self.is_connected(peer_id):
@@ -476,41 +479,6 @@ def _drop_auto_identify(swarm: Any) -> None:
     for notifee in list(swarm.notifees):
         if type(notifee).__name__ == "_IdentifyNotifee":
             swarm.remove_notifee(notifee)
-
-
-# A shielded write to the encrypted connection gives up after this long and breaks the
-# connection (yamux's own flow-control wait is 5 s).
-_SECURE_WRITE_TIMEOUT = 10.0
-
-
-def shield_secure_writes() -> None:
-    """Make every write to a secured connection run to the end, whoever is cancelled.
-
-    py-libp2p's Noise session encrypts (advancing its nonce) and then writes to the socket.
-    A cancel in between (a client leaving mid-stream cancels the task writing its data, or
-    a yamux window update sent from a read) loses a message, and the peer fails to decrypt
-    every message after it: "Failed authentication of message", and the link drops.
-    Patching the one choke point, SecureSession.write, covers all writers. Idempotent.
-    """
-    from libp2p.io.exceptions import IOException
-    from libp2p.security.secure_session import SecureSession
-
-    original = SecureSession.write
-    if getattr(original, "_gate_shielded", False):
-        return
-
-    async def write(self: Any, data: bytes) -> None:
-        with anyio.CancelScope(shield=True) as scope:
-            scope.deadline = anyio.current_time() + _SECURE_WRITE_TIMEOUT
-            await original(self, data)
-        if scope.cancelled_caught:
-            raise IOException(f"a write stalled for {_SECURE_WRITE_TIMEOUT:g}s")
-
-    write._gate_shielded = True  # type: ignore[attr-defined]
-    SecureSession.write = write  # type: ignore[method-assign]
-
-
-shield_secure_writes()
 
 
 def _stop_inbound_task_leak(swarm: Any) -> None:

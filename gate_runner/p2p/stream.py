@@ -91,8 +91,8 @@ class P2PStream:
         return self._reader.buffered > 0 or await self._reader.fill()
 
     async def write(self, data: bytes) -> None:
-        """Write all of ``data`` (cancellable: the encrypted connection below is protected
-        by ``host.shield_secure_writes``)."""
+        """Write all of ``data`` (cancellable: no cancel can cut a message on the encrypted
+        connection below, see ``patches.send_tcp_writes_whole``)."""
         try:
             await self._stream.write(data)
         except (_Libp2pStreamReset, MuxedStreamReset) as e:

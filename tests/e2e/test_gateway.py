@@ -629,9 +629,7 @@ def test_a_client_leaving_a_slow_non_streamed_request_cancels_the_upstream(
         )
         time.sleep(0.3)  # past the grace: the request now has its watcher
     left = time.monotonic()
-    node.wait_for(
-        lambda: _stats(bad_upstream)["hanging"] == 0, timeout=10, what="upstream closed"
-    )
+    node.wait_for(lambda: _stats(bad_upstream)["hanging"] == 0, timeout=10, what="upstream closed")
     assert time.monotonic() - left < 5  # the provider's timeout is 60 s
     (record,) = node.rpc("requests.list", {"limit": 1})
     assert record["model"] == "hang" and record["status"] == 499

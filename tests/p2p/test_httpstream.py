@@ -91,6 +91,13 @@ class Server:
             self.lingered += 1
         elif request.path == "/ignore-body":
             await send.respond(204)
+        elif request.path == "/held":
+            # The whole response in one write, then work after it (the request log).
+            await request.body.read()
+            await send.start(200, [("content-type", "application/json")], flush=False)
+            await send.send(b'{"ok":true}', end=True)
+            await anyio.sleep(0.3)
+            self.lingered += 1
         elif request.path == "/big":
             await request.body.read()
             await send.start(200)
@@ -184,6 +191,60 @@ async def test_the_next_request_may_arrive_while_the_handler_finishes_up(
         async with client.request(a.peer_id, "POST", "/echo", body=b"x") as response:
             assert await response.read() == b"x"
         assert server.lingered == 3 and client.streams_opened == 1
+
+
+async def test_a_held_head_leaves_with_the_body_and_end_ends_the_response(
+    pair: tuple[P2PHost, P2PHost, Server, P2PHttpClient],
+) -> None:
+    a, b, server, client = pair
+    async with running(a, b):
+        await connected(b, a)
+        with anyio.fail_after(0.25):  # complete before the handler returns
+            async with client.request(a.peer_id, "POST", "/held", body=b"{}") as response:
+                assert response.header("content-type") == "application/json"
+                assert await response.read() == b'{"ok":true}'
+        assert server.lingered == 0
+        async with client.request(a.peer_id, "POST", "/echo", body=b"next") as response:
+            assert await response.read() == b"next"
+        assert client.streams_opened == 1  # the stream was in step for the next exchange
+        assert server.lingered == 1
+
+
+class Recorder:
+    """The stream side of a ResponseSender, keeping each write whole."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.ended = 0
+
+    async def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    async def read_exactly(self, n: int) -> bytes:
+        raise AssertionError("a ResponseSender never reads")
+
+    async def wait_readable(self) -> bool:
+        raise AssertionError("a ResponseSender never reads")
+
+
+async def test_whole_responses_take_one_write_and_streamed_ones_one_per_chunk() -> None:
+    whole, events = Recorder(), Recorder()
+    sender = ResponseSender(whole, on_end=lambda: setattr(whole, "ended", whole.ended + 1))
+    await sender.start(200, [("content-type", "application/json")], flush=False)
+    assert whole.writes == []
+    await sender.send(b"body", end=True)
+    head = encode_frame(b'{"status":200,"headers":[["content-type","application/json"]]}')
+    assert whole.writes == [head + encode_frame(b"body") + encode_frame(b"")]
+    assert whole.ended == 1
+    with pytest.raises(RuntimeError):
+        await sender.send(b"more")
+
+    sender = ResponseSender(events, on_end=lambda: None)
+    await sender.start(200, [("content-type", "text/event-stream")])
+    await sender.send(b"data: 1\n\n")
+    await sender.send(b"", end=True)
+    assert len(events.writes) == 3  # the head went out at once, alone
+    assert events.writes[1:] == [encode_frame(b"data: 1\n\n"), encode_frame(b"")]
 
 
 async def test_concurrent_requests_use_several_streams_and_keep_a_few(
