@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from gate_runner.identity import Identity
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -194,6 +196,18 @@ class GateNode:
             raise AssertionError(
                 f"gate did not stop within {timeout}s\n{self.log()[-4000:]}"
             ) from e
+
+
+def make_node(
+    factory: type[GateNode], tmp: Path, name: str, extra: str = ""
+) -> tuple[GateNode, Identity]:
+    """A node in ``tmp`` whose key is made up front, so a test can list it as another
+    node's peer before either starts."""
+    tmp.mkdir()
+    identity = Identity.generate()
+    (tmp / "data").mkdir(mode=0o700)
+    identity.save(tmp / "data" / "identity.pem")
+    return factory(tmp, name=name, extra=extra), identity
 
 
 class ServerProcess:

@@ -15,21 +15,11 @@ from jsonschema import Draft202012Validator
 from gate_runner.components.control.contract import EVENT_SCHEMAS
 from gate_runner.identity import Identity
 from tests.control.conftest import Rpc, WsRpc, ws_connect
-from tests.rig import GateNode
+from tests.rig import GateNode, make_node
 
 pytestmark = pytest.mark.e2e
 
 SCENARIO = ("spec.applied", "peer.connected", "request.completed", "spec.rejected")
-
-
-def _node_with_key(
-    factory: type[GateNode], tmp: Path, name: str, extra: str = ""
-) -> tuple[GateNode, Identity]:
-    tmp.mkdir()
-    identity = Identity.generate()
-    (tmp / "data").mkdir(mode=0o700)
-    identity.save(tmp / "data" / "identity.pem")
-    return factory(tmp, name=name, extra=extra), identity
 
 
 def _wait_for_event(ws: WsRpc, type_: str, seen: list[dict[str, Any]], timeout: float = 30) -> None:
@@ -47,8 +37,8 @@ def test_events_arrive_in_order_for_a_scripted_scenario(
 ) -> None:
     """Apply a spec that adds a peer, the peer connects, a request completes, then an
     invalid apply: the events come in that order, numbered, each of its documented shape."""
-    alice, _ = _node_with_key(node_factory, tmp_path / "a", "alice")
-    bob, bob_id = _node_with_key(node_factory, tmp_path / "b", "bob")
+    alice, _ = make_node(node_factory, tmp_path / "a", "alice")
+    bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
     alice_peer_id = Identity.load(alice.data_dir / "identity.pem").node_id.peer_id
     bob.spec_path.write_text(
         bob.spec_path.read_text() + f"  peers:\n    - {{name: alice, id: {alice_peer_id}}}\n"

@@ -11,19 +11,9 @@ import pytest
 
 from gate_runner.identity import Identity
 from tests.llm.engine import LlamaServer
-from tests.rig import GateNode, ServerProcess
+from tests.rig import GateNode, ServerProcess, make_node
 
 pytestmark = pytest.mark.e2e
-
-
-def make_node(
-    factory: type[GateNode], tmp: Path, name: str, extra: str = ""
-) -> tuple[GateNode, Identity]:
-    tmp.mkdir()
-    identity = Identity.generate()
-    (tmp / "data").mkdir(mode=0o700)
-    identity.save(tmp / "data" / "identity.pem")
-    return factory(tmp, name=name, extra=extra), identity
 
 
 def peers_yaml(*entries: str) -> str:
