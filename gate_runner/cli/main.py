@@ -20,7 +20,8 @@ from gate_runner.cli.output import emit, render_status, table
 from gate_runner.errors import GateError, SpecError
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
-SPEC_INVALID = -32000  # components.control.rpc.SPEC_INVALID; not imported to keep the CLI light
+# components.control.contract.SPEC_INVALID, not imported: the CLI stays light to start.
+SPEC_INVALID = -32000
 
 
 class UsageError(GateError):

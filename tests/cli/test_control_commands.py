@@ -9,8 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pexpect
@@ -219,5 +217,3 @@ def test_a_locked_out_cli_says_why(node: GateNode) -> None:
     result = run_gate("status", "-f", str(node.spec_path))
     assert result.returncode == 1
     assert "too many failed attempts" in result.stderr
-    assert sys.executable  # the same interpreter ran every command
-    assert Path(node.spec_path).exists()

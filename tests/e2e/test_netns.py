@@ -30,7 +30,9 @@ def namespace() -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("creating network namespaces needs root (CI and make test run as root)")
     if shutil.which("ip") is None:
-        pytest.fail("the ip command is not installed (scripts/system-deps.sh installs iproute2)")
+        pytest.fail(
+            "the ip command is not installed (`scripts/system-deps.sh test` installs iproute2)"
+        )
     tag = str(os.getpid() % 100_000)
     ns, here, there = f"gate-a-{tag}", f"gva{tag}", f"gvb{tag}"
     try:

@@ -3,14 +3,41 @@ the error codes, the events, and the OpenRPC document built from them."""
 
 from __future__ import annotations
 
-__all__ = ("CONTRACTS", "ERRORS", "EVENT_SCHEMAS", "MethodContract", "openrpc_document")
+__all__ = (
+    "CONFLICT",
+    "CONTRACTS",
+    "ERRORS",
+    "EVENT_SCHEMAS",
+    "GATE_ERROR",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "NEEDS_WEBSOCKET",
+    "PARSE_ERROR",
+    "SPEC_INVALID",
+    "MethodContract",
+    "openrpc_document",
+)
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gate_runner import __version__
 from gate_runner.events import EVENT_TYPES
+
+# -- error codes: JSON-RPC's own, then ours in the server range, each with its data in ERRORS
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+SPEC_INVALID = -32000
+CONFLICT = -32001
+GATE_ERROR = -32002
+NEEDS_WEBSOCKET = -32003
 
 # -- building blocks ----------------------------------------------------------------------
 
@@ -100,7 +127,7 @@ _EXPECTED = {
     "expectedGeneration": {
         **_INT,
         "minimum": 0,
-        "description": "apply only if the node is at this generation (else error -32001)",
+        "description": "apply only if the node is at this generation (else error -32001, CONFLICT)",
     }
 }
 _SPEC_TEXT = {
@@ -187,10 +214,10 @@ class MethodContract:
     result: Mapping[str, Any]
     mutates: bool = False  # goes through spec.apply
     websocket_only: bool = False  # needs a connection to deliver to (subscriptions)
-    errors: tuple[int, ...] = field(default=())
+    errors: tuple[int, ...] = ()
 
 
-_SPEC_ERRORS = (-32000, -32001, -32002)
+_SPEC_ERRORS = (SPEC_INVALID, CONFLICT, GATE_ERROR)
 
 CONTRACTS: tuple[MethodContract, ...] = (
     MethodContract(
@@ -234,14 +261,14 @@ CONTRACTS: tuple[MethodContract, ...] = (
         "Check a spec without applying it.",
         _params(_SPEC_TEXT, _SOURCE),
         _obj({"valid": _BOOL, "kind": _STR, "migratedFrom": _STR_OR_NULL}),
-        errors=(-32000,),
+        errors=(SPEC_INVALID,),
     ),
     MethodContract(
         "spec.diff",
         "What applying a spec would change, as a unified diff.",
         _params(_SPEC_TEXT, _SOURCE),
         _obj({"generation": _INT, "diff": _STR}),
-        errors=(-32000,),
+        errors=(SPEC_INVALID,),
     ),
     MethodContract(
         "spec.apply",
@@ -271,7 +298,7 @@ CONTRACTS: tuple[MethodContract, ...] = (
         "One hello round trip to a peer (dials it if needed).",
         _params({"name": {**_STR, "description": "name, peer id, hex or label"}}),
         _PEER,
-        errors=(-32002,),
+        errors=(GATE_ERROR,),
     ),
     MethodContract(
         "peers.add",
@@ -318,7 +345,7 @@ CONTRACTS: tuple[MethodContract, ...] = (
         _list(_REQUEST),
     ),
     MethodContract(
-        "requests.get", "One request by id.", _params({"id": _STR}), _REQUEST, errors=(-32002,)
+        "requests.get", "One request by id.", _params({"id": _STR}), _REQUEST, errors=(GATE_ERROR,)
     ),
     MethodContract(
         "metrics.get",
@@ -350,7 +377,7 @@ CONTRACTS: tuple[MethodContract, ...] = (
         ),
         _obj({"subscription": _STR, "seq": _INT}),
         websocket_only=True,
-        errors=(-32003,),
+        errors=(NEEDS_WEBSOCKET,),
     ),
     MethodContract(
         "events.unsubscribe",
@@ -358,7 +385,7 @@ CONTRACTS: tuple[MethodContract, ...] = (
         _params({"subscription": _STR}),
         _obj({"unsubscribed": _BOOL}),
         websocket_only=True,
-        errors=(-32003,),
+        errors=(NEEDS_WEBSOCKET,),
     ),
     MethodContract(
         "rpc.discover", "This document (OpenRPC service discovery).", _params(), {"type": "object"}
@@ -366,27 +393,35 @@ CONTRACTS: tuple[MethodContract, ...] = (
 )
 
 ERRORS: tuple[dict[str, Any], ...] = (
-    {"code": -32700, "message": "Parse error", "data": "none: the body is not JSON"},
-    {"code": -32600, "message": "Invalid Request", "data": "none"},
-    {"code": -32601, "message": "Method not found", "data": "none"},
+    {"code": PARSE_ERROR, "message": "Parse error", "data": "none: the body is not JSON"},
+    {"code": INVALID_REQUEST, "message": "Invalid Request", "data": "none"},
+    {"code": METHOD_NOT_FOUND, "message": "Method not found", "data": "none"},
     {
-        "code": -32602,
+        "code": INVALID_PARAMS,
         "message": "Invalid params",
         "data": '{"errors": [{"path": "limit", "message": "..."}]}: one entry per problem',
     },
-    {"code": -32603, "message": "Internal error", "data": "none: the node's log has it"},
+    {"code": INTERNAL_ERROR, "message": "Internal error", "data": "none: the node's log has it"},
     {
-        "code": -32000,
+        "code": SPEC_INVALID,
         "message": "Spec invalid",
         "data": '{"issues": [{"message", "path", "source", "line", "column", "hint"}]}',
     },
     {
-        "code": -32001,
+        "code": CONFLICT,
         "message": "Conflict",
         "data": '{"expected": int, "current": int}: expectedGeneration was not current',
     },
-    {"code": -32002, "message": "Gate error", "data": '{"hint": str | null}: what to do about it'},
-    {"code": -32003, "message": "Needs the WebSocket", "data": '{"hint": str}: call it on /rpc/ws'},
+    {
+        "code": GATE_ERROR,
+        "message": "Gate error",
+        "data": '{"hint": str | null}: what to do about it',
+    },
+    {
+        "code": NEEDS_WEBSOCKET,
+        "message": "Needs the WebSocket",
+        "data": '{"hint": str}: call it on /rpc/ws',
+    },
 )
 
 EVENT_SCHEMAS: dict[str, dict[str, Any]] = {

@@ -3,15 +3,6 @@
 from __future__ import annotations
 
 __all__ = (
-    "CONFLICT",
-    "GATE_ERROR",
-    "INTERNAL_ERROR",
-    "INVALID_PARAMS",
-    "INVALID_REQUEST",
-    "METHOD_NOT_FOUND",
-    "NEEDS_WEBSOCKET",
-    "PARSE_ERROR",
-    "SPEC_INVALID",
     "Dispatcher",
     "InvalidParams",
     "Method",
@@ -26,21 +17,21 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from gate_runner.components.control.contract import MethodContract
+from gate_runner.components.control.contract import (
+    CONFLICT,
+    GATE_ERROR,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    NEEDS_WEBSOCKET,
+    PARSE_ERROR,
+    SPEC_INVALID,
+    MethodContract,
+)
 from gate_runner.errors import ConflictError, GateError, SpecError
 
 log = logging.getLogger(__name__)
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-# Server-defined codes (-32000..-32099), documented with their data in contract.ERRORS:
-SPEC_INVALID = -32000  # data: {"issues": [SpecIssue.to_dict(), ...]}
-CONFLICT = -32001  # data: {"expected": int, "current": int}
-GATE_ERROR = -32002  # data: {"hint": str | None}
-NEEDS_WEBSOCKET = -32003  # data: {"hint": str}
 
 Method = Callable[[dict[str, Any]], Awaitable[Any]]
 Reply = dict[str, Any] | list[dict[str, Any]] | None
