@@ -4,8 +4,17 @@ from __future__ import annotations
 
 __all__ = ("LABEL_CAP", "LOCAL", "OTHER", "Metrics")
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from bisect import bisect_left
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Gauge, Metric, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from gate_runner import __version__
 from gate_runner.state.requests import RequestRecord
@@ -20,6 +29,7 @@ LOCAL = "local"  # the node label of requests served by this node
 
 # 1 ms (a cached embedding on loopback) to 120 s (a long generation on a slow peer).
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_LE = (*(repr(float(b)) for b in _BUCKETS), "+Inf")  # the le labels, as Prometheus writes them
 
 # status -> reason: a short, fixed vocabulary, since the error text itself is unbounded.
 _REASONS = {
@@ -66,23 +76,96 @@ class _Capped:
         return value
 
 
+class _Histogram:
+    """Bucket counts (the last is +Inf) and their sum; cumulated only when scraped."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # Prometheus buckets are upper bounds, inclusive: bisect_left finds the first >= value.
+        self.counts[bisect_left(_BUCKETS, value)] += 1
+        self.total += value
+
+
 class _Series:
-    """The children of every metric for one (model, provider, node).
+    """Every figure kept for one (model, provider, node): plain numbers in dicts, updated
+    on the event loop thread without locks, and turned into metric families on a scrape.
+    prometheus_client's own metric objects take a lock per update, which cost the API
+    more than every other figure of the request record together."""
 
-    prometheus_client's ``labels()`` costs a lock and a tuple of strings per call; looking
-    the children up once per label set keeps ``observe`` to a few dict hits.
-    """
+    __slots__ = ("by_reason", "by_status", "completion", "duration", "prompt", "ttft")
 
-    __slots__ = ("by_reason", "by_status", "completion", "duration", "labels", "prompt", "ttft")
+    def __init__(self) -> None:
+        self.duration = _Histogram()
+        self.ttft = _Histogram()
+        self.prompt = 0
+        self.completion = 0
+        self.by_status: dict[int, int] = {}
+        self.by_reason: dict[str, int] = {}
 
-    def __init__(self, m: Metrics, labels: tuple[str, str, str]) -> None:
-        self.labels = labels
-        self.duration = m._duration.labels(*labels)
-        self.ttft = m._ttft.labels(*labels)
-        self.prompt = m._tokens.labels(*labels, "prompt")
-        self.completion = m._tokens.labels(*labels, "completion")
-        self.by_status: dict[int, Counter] = {}
-        self.by_reason: dict[str, Counter] = {}
+
+class _RequestCollector(Collector):
+    """Reads a Metrics' series for the registry, at each scrape."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked: the names are fixed and registered once
+
+    def collect(self) -> Iterable[Metric]:
+        scope = ["model", "provider", "node"]
+        requests = CounterMetricFamily(
+            "gate_requests", "API requests by HTTP status.", labels=[*scope, "status"]
+        )
+        errors = CounterMetricFamily(
+            "gate_request_errors",
+            "API requests that failed (non-2xx or an error mid-stream), by reason.",
+            labels=[*scope, "reason"],
+        )
+        duration = HistogramMetricFamily(
+            "gate_request_duration_seconds",
+            "Time from request to the last byte of the response.",
+            labels=scope,
+        )
+        ttft = HistogramMetricFamily(
+            "gate_time_to_first_token_seconds",
+            "Time from request to the first byte of the response body.",
+            labels=scope,
+        )
+        tokens = CounterMetricFamily(
+            "gate_tokens", "Tokens reported in usage.", labels=[*scope, "kind"]
+        )
+        # A snapshot: a scrape from another thread must not see a dict change under it.
+        for key, series in list(self._metrics._series.items()):
+            labels = list(key)
+            for status, count in list(series.by_status.items()):
+                requests.add_metric([*labels, str(status)], count)
+            for reason, count in list(series.by_reason.items()):
+                errors.add_metric([*labels, reason], count)
+            for family, hist in ((duration, series.duration), (ttft, series.ttft)):
+                family.add_metric(labels, _cumulative(list(hist.counts)), hist.total)
+            tokens.add_metric([*labels, "prompt"], series.prompt)
+            tokens.add_metric([*labels, "completion"], series.completion)
+        in_flight = GaugeMetricFamily(
+            "gate_requests_in_flight",
+            "API requests being served now.",
+            value=self._metrics._in_flight,
+        )
+        return [requests, errors, duration, ttft, tokens, in_flight]
+
+
+def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
+    running = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip(_LE, counts, strict=True):
+        running += count
+        buckets.append((bound, running))
+    return buckets
 
 
 class Metrics:
@@ -91,36 +174,9 @@ class Metrics:
     def __init__(self, *, version: str = __version__, label_cap: int = LABEL_CAP) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
-        scope = ("model", "provider", "node")
-        self._requests = Counter(
-            "gate_requests", "API requests by HTTP status.", (*scope, "status"), registry=reg
-        )
-        self._errors = Counter(
-            "gate_request_errors",
-            "API requests that failed (non-2xx or an error mid-stream), by reason.",
-            (*scope, "reason"),
-            registry=reg,
-        )
-        self._duration = Histogram(
-            "gate_request_duration_seconds",
-            "Time from request to the last byte of the response.",
-            scope,
-            buckets=_BUCKETS,
-            registry=reg,
-        )
-        self._ttft = Histogram(
-            "gate_time_to_first_token_seconds",
-            "Time from request to the first byte of the response body.",
-            scope,
-            buckets=_BUCKETS,
-            registry=reg,
-        )
-        self._tokens = Counter(
-            "gate_tokens", "Tokens reported in usage.", (*scope, "kind"), registry=reg
-        )
-        self._in_flight = Gauge(
-            "gate_requests_in_flight", "API requests being served now.", registry=reg
-        )
+        self._in_flight = 0
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        reg.register(_RequestCollector(self))
         Gauge("gate_build_info", "Gate version; always 1.", ("version",), registry=reg).labels(
             version
         ).set(1)
@@ -129,7 +185,6 @@ class Metrics:
         self._model = _Capped(label_cap)
         self._provider = _Capped(label_cap)
         self._node = _Capped(label_cap)
-        self._series: dict[tuple[str, str, str], _Series] = {}
 
     def observe(self, rec: RequestRecord) -> None:
         """Count one finished request. Cheap enough to call per request on the event loop."""
@@ -140,28 +195,23 @@ class Metrics:
         )
         series = self._series.get(key)
         if series is None:
-            series = self._series[key] = _Series(self, key)
-        counter = series.by_status.get(rec.status)
-        if counter is None:
-            counter = series.by_status[rec.status] = self._requests.labels(*key, str(rec.status))
-        counter.inc()
+            series = self._series[key] = _Series()
+        by_status = series.by_status
+        by_status[rec.status] = by_status.get(rec.status, 0) + 1
         series.duration.observe(rec.latency_ms / 1000)
         if rec.ttft_ms is not None:
             series.ttft.observe(rec.ttft_ms / 1000)
         if rec.prompt_tokens:
-            series.prompt.inc(rec.prompt_tokens)
+            series.prompt += rec.prompt_tokens
         if rec.completion_tokens:
-            series.completion.inc(rec.completion_tokens)
+            series.completion += rec.completion_tokens
         if rec.status >= 400 or rec.error is not None:
             reason = _reason(rec.status)
-            err = series.by_reason.get(reason)
-            if err is None:
-                err = series.by_reason[reason] = self._errors.labels(*key, reason)
-            err.inc()
+            series.by_reason[reason] = series.by_reason.get(reason, 0) + 1
 
     def in_flight(self, delta: int) -> None:
         """Move the in-flight gauge: +1 when a request starts, -1 when it ends."""
-        self._in_flight.inc(delta)
+        self._in_flight += delta
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition body and its content type, negotiated from an ``Accept`` header.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -97,9 +98,18 @@ class Transactions:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self.threads: list[int] = []  # the thread that ran each statement
 
-    def __call__(self, sql: str) -> None:  # runs in the worker thread
+    def __call__(self, sql: str) -> None:  # runs where the statement runs
         self.statements.append(sql)
+        self.threads.append(threading.get_ident())
+
+    def insert_threads(self) -> list[int]:
+        return [
+            thread
+            for sql, thread in zip(self.statements, self.threads, strict=True)
+            if sql.startswith("INSERT INTO requests")
+        ]
 
     @property
     def insert_batches(self) -> list[int]:
@@ -173,6 +183,19 @@ def test_request_ids_are_prefixed_and_unique() -> None:
     assert len(ids) == 1000
     assert all(i.startswith("req_") and len(i) == 28 for i in ids)
     assert all(int(i[4:], 16) >= 0 for i in ids)
+    assert new_request_id("chatcmpl-").startswith("chatcmpl-")
+
+
+def test_request_ids_sort_by_time() -> None:
+    """Their first 12 hex digits are the millisecond, so state.db's id index grows at its
+    end (random ids cost about three times as much per insert)."""
+    ids = []
+    for _ in range(5):
+        ids.append(new_request_id())
+        time.sleep(0.002)
+    assert sorted(ids) == ids
+    millis = int(ids[0][4:16], 16)
+    assert abs(millis / 1000 - time.time()) < 5
 
 
 async def test_records_round_trip_through_the_database(db: StateDB) -> None:
@@ -238,6 +261,73 @@ async def test_the_interval_flushes_a_partial_batch(db: StateDB) -> None:
         await anyio.sleep(0.2)
         assert tx.insert_batches == [10]
         tg.cancel_scope.cancel()
+
+
+async def test_batches_are_written_on_the_event_loop_thread(db: StateDB) -> None:
+    """A worker thread would cost the API more in GIL handoffs than the write itself."""
+    tx = await trace(db)
+    log = RequestLog(db, batch=10)
+    for i in range(25):
+        log.record(rec(i))
+    await log.flush()
+    assert tx.insert_batches == [10, 10, 5]
+    assert set(tx.insert_threads()) == {threading.get_ident()}
+    assert await count_rows(db) == 25
+
+
+async def test_a_busy_connection_sends_the_batch_to_a_worker_thread(db: StateDB) -> None:
+    tx = await trace(db)
+    log = RequestLog(db)
+    log.record(rec(1))
+    holder_has_it = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:  # another user of the connection, e.g. a spec history query
+        with db._lock:
+            holder_has_it.set()
+            release.wait(5)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, hold)
+        await anyio.to_thread.run_sync(holder_has_it.wait, 5)
+        tg.start_soon(log.flush)  # does not block the loop: the batch waits in a thread
+        await anyio.sleep(0.05)
+        assert log.stats["buffered"] == 1  # still counted, in the batch the thread holds
+        release.set()
+    assert log.stats["written"] == 1
+    assert tx.insert_threads() and threading.get_ident() not in tx.insert_threads()
+
+
+async def test_a_slow_write_sends_the_next_ones_to_a_worker_thread(db: StateDB) -> None:
+    tx = await trace(db)
+    log = RequestLog(db, slow_write=0.0)  # every write counts as slow
+    log.record(rec(1))
+    await log.flush()
+    log.record(rec(2))
+    await log.flush()
+    first, second = tx.insert_threads()
+    assert first == threading.get_ident() and second != first
+    assert await count_rows(db) == 2
+
+
+async def test_the_writer_checkpoints_the_wal(db: StateDB) -> None:
+    """Commits never checkpoint (that would fsync on the event loop thread); the writer
+    does, in a worker thread, on its pruning ticks."""
+    tx = await trace(db)
+    autocheckpoint = await db.run(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    assert autocheckpoint == 0
+    log = RequestLog(db, flush_interval=0.01, prune_every=2)
+    async with anyio.create_task_group() as tg:
+        await tg.start(log.run)
+        log.record(rec(1))
+        await wait_for(lambda: "PRAGMA wal_checkpoint(PASSIVE)" in tx.statements)
+        tg.cancel_scope.cancel()
+    (at,) = [i for i, sql in enumerate(tx.statements) if sql.startswith("PRAGMA wal_checkpoint")]
+    assert tx.threads[at] != threading.get_ident()
+    busy, frames, done = await db.run(
+        lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    )
+    assert busy == 0 and frames == done  # nothing left behind in the WAL
 
 
 # -- queries ------------------------------------------------------------------------------

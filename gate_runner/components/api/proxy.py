@@ -7,7 +7,6 @@ __all__ = ("ClientGone", "Proxy", "RequestOutcome")
 
 import json
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from gate_runner.providers.base import Operation, Reply, UpstreamRequest
 from gate_runner.providers.registry import ProviderEntry, ProviderRegistry
 from gate_runner.routing import full_jitter, order_targets
 from gate_runner.spec import RoutingSpec
+from gate_runner.state.requests import new_request_id
 from gate_runner.wire.openai import (
     ChatRequest,
     CompletionRequest,
@@ -180,7 +180,7 @@ class Proxy:
     async def handle(self, op: Operation, scope: Scope, receive: Receive, send: Send) -> None:
         started_wall = time.time()
         began = time.perf_counter()
-        outcome = RequestOutcome(request_id=_ID_PREFIX[op] + secrets.token_hex(12), op=op)
+        outcome = RequestOutcome(request_id=new_request_id(_ID_PREFIX[op]), op=op)
         client = scope.get("client")
         if client:
             # A peer's request comes as ("peer:<name>", 0).
