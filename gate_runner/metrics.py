@@ -185,17 +185,27 @@ class Metrics:
         self._model = _Capped(label_cap)
         self._provider = _Capped(label_cap)
         self._node = _Capped(label_cap)
+        # The series of each (model, provider, node) as the record has them, so that the
+        # usual request skips the label caps. Bounded: the raw values come from clients.
+        self._by_raw: dict[tuple[str | None, str | None, str | None], _Series] = {}
+        self._raw_cap = 4 * label_cap
 
-    def observe(self, rec: RequestRecord) -> None:
-        """Count one finished request. Cheap enough to call per request on the event loop."""
-        key = (
-            self._model(rec.model or ""),
-            self._provider(rec.provider or ""),
-            self._node(rec.target_node or LOCAL),
-        )
+    def _series_for(self, raw: tuple[str | None, str | None, str | None]) -> _Series:
+        model, provider, node = raw
+        key = (self._model(model or ""), self._provider(provider or ""), self._node(node or LOCAL))
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series()
+        if len(self._by_raw) < self._raw_cap:
+            self._by_raw[raw] = series
+        return series
+
+    def observe(self, rec: RequestRecord) -> None:
+        """Count one finished request. Cheap enough to call per request on the event loop."""
+        raw = (rec.model, rec.provider, rec.target_node)
+        series = self._by_raw.get(raw)
+        if series is None:
+            series = self._series_for(raw)
         by_status = series.by_status
         by_status[rec.status] = by_status.get(rec.status, 0) + 1
         series.duration.observe(rec.latency_ms / 1000)

@@ -8,18 +8,22 @@ DESIGN.md section 13 says why.
 from __future__ import annotations
 
 __all__ = (
+    "AbortSignal",
     "HTTPPool",
     "Response",
     "ResponseTooLarge",
+    "UpstreamAborted",
     "UpstreamClosed",
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamProtocolError",
     "UpstreamTimeout",
+    "Watchdog",
 )
 
 from gate_runner.httpclient.errors import (
     ResponseTooLarge,
+    UpstreamAborted,
     UpstreamClosed,
     UpstreamConnectError,
     UpstreamError,
@@ -28,3 +32,4 @@ from gate_runner.httpclient.errors import (
 )
 from gate_runner.httpclient.pool import HTTPPool
 from gate_runner.httpclient.response import Response
+from gate_runner.httpclient.watchdog import AbortSignal, Watchdog

@@ -6,17 +6,20 @@ __all__ = ("Connection", "open_connection")
 
 import socket
 import ssl
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import TypeVar
 
 import trio
 
 from gate_runner.httpclient.errors import (
+    UpstreamAborted,
     UpstreamClosed,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamTimeout,
 )
 from gate_runner.httpclient.protocol import Body, ProtocolError, ResponseHead, parse_head
+from gate_runner.httpclient.watchdog import AbortSignal, current_watchdog
 
 # One receive takes whatever the kernel holds, up to this much: a whole small response,
 # or a burst of SSE events that the reader hands on as one chunk.
@@ -25,6 +28,7 @@ RECEIVE_SIZE = 64 * 1024
 # typical JSON request leaves in one syscall (and one TCP segment with TCP_NODELAY).
 COALESCE_LIMIT = 64 * 1024
 
+T = TypeVar("T")
 _Body = bytes | bytearray | memoryview | AsyncIterable[bytes] | None
 
 
@@ -42,12 +46,15 @@ class Connection:
     __slots__ = (
         "_body",
         "_buf",
+        "_ended",
         "_fd",
         "_head_request",
         "_keep_alive",
         "_request_sent",
         "_sock",
         "_tls",
+        "_watchdog",
+        "abort_signal",
         "cycles",
         "idle_since",
         "origin",
@@ -78,6 +85,9 @@ class Connection:
         # Whether any byte of the current response arrived. Until one has, a failure on a
         # reused connection is the stale keep-alive race, and a bytes request is replayable.
         self.response_started = False
+        self.abort_signal: AbortSignal | None = None  # the exchange's, set by the pool
+        self._ended = ""  # why end() closed the socket: "timeout" or "aborted"
+        self._watchdog = current_watchdog()  # the run's, if one runs (read each wait: costly)
 
     # -- the exchange --------------------------------------------------------------------
 
@@ -112,6 +122,10 @@ class Connection:
     async def receive_head(self) -> ResponseHead:
         """Wait for the response head, skipping 1xx responses."""
         buf = self._buf
+        if not buf and self._tls is None:
+            # The request has only just left: nothing can be here yet, so skip the read
+            # that would fail and wait first.
+            await self._wait_readable()
         while True:
             try:
                 head = parse_head(buf, head_request=self._head_request) if buf else None
@@ -159,6 +173,23 @@ class Connection:
             raise self._protocol_error(e) from e
         return b""
 
+    def receive_buffered(self) -> bytes:
+        """The body bytes already buffered, without waiting (b"" when none are)."""
+        body = self._body
+        if body is None:
+            raise RuntimeError("receive_buffered() before receive_head()")
+        if body.done:
+            return b""
+        try:
+            return body.read(self._buf)
+        except ProtocolError as e:
+            raise self._protocol_error(e) from e
+
+    @property
+    def body_done(self) -> bool:
+        """The response body has been received whole (or there is none)."""
+        return self._body is not None and self._body.done
+
     def finish(self) -> bool:
         """End the exchange; True when the connection can carry another request.
 
@@ -194,6 +225,12 @@ class Connection:
             return True
         return True
 
+    def end(self, reason: str) -> None:
+        """Close the socket now because of ``reason`` ("timeout" or "aborted"): a task
+        waiting on it wakes, and its wait raises the matching error."""
+        self._ended = reason
+        self.close()
+
     def close(self) -> None:
         """Close the socket now, without awaiting, so it works while cancelled.
 
@@ -209,13 +246,8 @@ class Connection:
 
     async def _send_all(self, data: bytes | memoryview) -> None:
         if self._tls is not None:
-            with trio.move_on_after(self.read_timeout) as scope:
-                try:
-                    await self._tls.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-                    raise self._closed_while("sending the request", e) from e
-            if scope.cancelled_caught:
-                raise self._send_timeout()
+            tls = self._tls
+            await self._tls_call(lambda: tls.send_all(data), "sending the request")
             return
         sock = self._sock
         try:
@@ -226,52 +258,113 @@ class Connection:
             raise self._closed_while("sending the request", e) from e
         if sent == len(data):
             return
+        # The socket buffer is full (a large body, an engine slow to read): the cold path.
         view = memoryview(data)[sent:]
+        signal = self.abort_signal
         with trio.move_on_after(self.read_timeout) as scope:
             while view:
-                await trio.lowlevel.wait_writable(self._fd)
+                if signal is not None:
+                    if signal.aborted:
+                        raise self._aborted()
+                    signal.wait_on(self)
                 try:
+                    await trio.lowlevel.wait_writable(self._fd)
                     sent = sock.send(view)
                 except BlockingIOError:
                     continue
-                except OSError as e:
-                    raise self._closed_while("sending the request", e) from e
+                except (OSError, trio.ClosedResourceError) as e:
+                    raise self._ended_error(e, "sending the request") from e
+                finally:
+                    if signal is not None:
+                        signal.done_waiting()
                 view = view[sent:]
                 # The timeout bounds a stall, not the whole upload: progress pushes it back.
                 scope.deadline = trio.current_time() + self.read_timeout
         if scope.cancelled_caught:
             raise self._send_timeout()
 
+    async def _tls_call(self, call: Callable[[], Awaitable[T]], doing: str) -> T:
+        """A send or receive through the TLS stream, under the read timeout and the abort
+        signal (HTTPS upstreams are the exception here, so a cancel scope per call)."""
+        signal = self.abort_signal
+        if signal is not None:
+            if signal.aborted:
+                raise self._aborted()
+            signal.wait_on(self)
+        try:
+            with trio.move_on_after(self.read_timeout):
+                return await call()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            raise self._ended_error(e, doing) from e
+        finally:
+            if signal is not None:
+                signal.done_waiting()
+        raise self._read_timeout() if doing.startswith("reading") else self._send_timeout()
+
     async def _receive(self) -> bytes:
         if self._tls is not None:
-            with trio.move_on_after(self.read_timeout):
-                try:
-                    return await self._tls.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-                    raise self._closed_while("reading the response", e) from e
-            raise self._read_timeout()
+            tls = self._tls
+            return await self._tls_call(
+                lambda: tls.receive_some(RECEIVE_SIZE), "reading the response"
+            )
         sock = self._sock
+        while True:
+            try:
+                return sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                pass  # nothing yet (or a spurious wake-up): wait
+            except OSError as e:
+                raise self._closed_while("reading the response", e) from e
+            await self._wait_readable()
+
+    async def _wait_readable(self) -> None:
+        """Wait until the socket has something to read, for at most ``read_timeout``.
+
+        With the run's watchdog that is a registered deadline, not a cancel scope (which
+        costs as much as the rest of a read); the watchdog or an abort closes the socket,
+        and the wait raises accordingly. Without one, a cancel scope keeps the time.
+        """
+        signal = self.abort_signal
+        if signal is not None:
+            if signal.aborted:
+                raise self._aborted()
+            signal.wait_on(self)
+        watchdog = self._watchdog
+        if watchdog is not None and not watchdog.running:
+            watchdog = self._watchdog = None
         try:
-            return sock.recv(RECEIVE_SIZE)
-        except BlockingIOError:
-            pass
-        except OSError as e:
-            raise self._closed_while("reading the response", e) from e
-        with trio.move_on_after(self.read_timeout):
-            while True:
-                await trio.lowlevel.wait_readable(self._fd)
-                try:
-                    return sock.recv(RECEIVE_SIZE)
-                except BlockingIOError:
-                    continue  # a spurious wake-up
-                except OSError as e:
-                    raise self._closed_while("reading the response", e) from e
-        raise self._read_timeout()
+            if watchdog is None:
+                with trio.move_on_after(self.read_timeout):
+                    await trio.lowlevel.wait_readable(self._fd)
+                    return
+                raise self._read_timeout()
+            watchdog.watch(self, trio.current_time() + self.read_timeout)
+            await trio.lowlevel.wait_readable(self._fd)
+        except trio.ClosedResourceError as e:
+            raise self._ended_error(e, "reading the response") from e
+        finally:
+            if watchdog is not None:
+                watchdog.unwatch(self)
+            if signal is not None:
+                signal.done_waiting()
 
     # -- errors --------------------------------------------------------------------------
 
     def _closed_while(self, doing: str, e: BaseException) -> UpstreamClosed:
         return UpstreamClosed(f"{self.origin} closed the connection while {doing}: {e}")
+
+    def _ended_error(
+        self, e: BaseException, doing: str
+    ) -> UpstreamAborted | UpstreamTimeout | UpstreamClosed:
+        """What a wait that ended with the socket closed under it raises."""
+        if self._ended == "aborted":
+            return self._aborted()
+        if self._ended == "timeout":
+            return self._read_timeout()
+        return self._closed_while(doing, e)
+
+    def _aborted(self) -> UpstreamAborted:
+        return UpstreamAborted(f"the exchange with {self.origin} was aborted by its caller")
 
     def _read_timeout(self) -> UpstreamTimeout:
         return UpstreamTimeout(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = (
     "ResponseTooLarge",
+    "UpstreamAborted",
     "UpstreamClosed",
     "UpstreamConnectError",
     "UpstreamError",
@@ -52,3 +53,8 @@ class UpstreamClosed(UpstreamError):
 
 class ResponseTooLarge(UpstreamError):
     """Raised when a response body grows past the pool's ``max_response_bytes``."""
+
+
+class UpstreamAborted(GateError):
+    """Raised by a wait of an exchange whose caller aborted it (``AbortSignal.abort``).
+    Not an UpstreamError: the upstream did nothing wrong, and nothing retries it."""

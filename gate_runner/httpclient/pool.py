@@ -16,9 +16,10 @@ import outcome
 import trio
 
 from gate_runner.httpclient.connection import Connection, open_connection
-from gate_runner.httpclient.errors import UpstreamClosed
+from gate_runner.httpclient.errors import UpstreamAborted, UpstreamClosed
 from gate_runner.httpclient.protocol import ResponseHead, request_lines
 from gate_runner.httpclient.response import Response
+from gate_runner.httpclient.watchdog import AbortSignal
 
 Headers = Sequence[tuple[bytes | str, bytes | str]]
 Body = bytes | bytearray | memoryview | AsyncIterable[bytes] | None
@@ -91,7 +92,13 @@ class HTTPPool:
     # -- public API ------------------------------------------------------------------------
 
     def stream(
-        self, method: str, target: str, *, headers: Headers = (), body: Body = None
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Headers = (),
+        body: Body = None,
+        abort: AbortSignal | None = None,
     ) -> AbstractAsyncContextManager[Response]:
         """Send a request; ``async with`` it to get the :class:`Response` with its body unread.
 
@@ -99,16 +106,23 @@ class HTTPPool:
         chunked`` for an async iterable. Framing is the pool's alone, so ``headers`` may not
         carry either header (ValueError). When the block ends with the body read and both
         sides willing, the connection returns to the pool; otherwise (early exit, error,
-        cancellation) it is closed there and then.
+        cancellation) it is closed there and then. ``abort``, when given, ends the exchange
+        from another task: its waits raise UpstreamAborted (see ``watchdog``).
         """
         head, keep_alive = self._build_request(method, target, headers, body)
-        return _Exchange(self, head, keep_alive, body, method)
+        return _Exchange(self, head, keep_alive, body, method, abort)
 
     async def request(
-        self, method: str, target: str, *, headers: Headers = (), body: Body = None
+        self,
+        method: str,
+        target: str,
+        *,
+        headers: Headers = (),
+        body: Body = None,
+        abort: AbortSignal | None = None,
     ) -> tuple[Response, bytes]:
         """Send a request and read the whole response body."""
-        async with self.stream(method, target, headers=headers, body=body) as response:
+        async with self.stream(method, target, headers=headers, body=body, abort=abort) as response:
             return response, await response.read()
 
     async def aclose(self) -> None:
@@ -306,12 +320,28 @@ class HTTPPool:
 class _Exchange:
     """One request and its response: what ``HTTPPool.stream()`` returns."""
 
-    __slots__ = ("_body", "_conn", "_head", "_keep_alive", "_method", "_pool", "_response")
+    __slots__ = (
+        "_abort",
+        "_body",
+        "_conn",
+        "_head",
+        "_keep_alive",
+        "_method",
+        "_pool",
+        "_response",
+    )
 
     def __init__(
-        self, pool: HTTPPool, head: bytes, keep_alive: bool, body: Body, method: str
+        self,
+        pool: HTTPPool,
+        head: bytes,
+        keep_alive: bool,
+        body: Body,
+        method: str,
+        abort: AbortSignal | None,
     ) -> None:
         self._pool = pool
+        self._abort = abort
         self._head = head
         self._keep_alive = keep_alive
         self._body = body
@@ -349,6 +379,11 @@ class _Exchange:
         return self._response
 
     async def _exchange(self, conn: Connection) -> ResponseHead:
+        abort = conn.abort_signal = self._abort
+        if abort is not None and abort.aborted:
+            raise UpstreamAborted(
+                f"the exchange with {self._pool.origin} was aborted by its caller"
+            )
         await conn.send_request(
             self._head,
             self._body,
@@ -367,6 +402,7 @@ class _Exchange:
         assert conn is not None and self._response is not None
         self._response._detach()
         self._conn = None
+        conn.abort_signal = None
         # No await here: this runs the same when the caller is being cancelled.
         if exc_type is None and conn.finish():
             self._pool._checkin(conn)

@@ -63,13 +63,31 @@ class Response:
         """The next chunk of the body, or b"" once it has all been received."""
         if self.done:
             return b""
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("the response body was read after its `async with` block ended")
+        conn = self._live()
         chunk = await conn.receive_body()
         if not chunk:
             self.done = True
             return b""
+        return self._count(chunk, conn)
+
+    def receive_buffered(self) -> bytes:
+        """The body bytes that arrived with the head (or since), without waiting; ``done``
+        tells whether that was all of it. A small JSON answer usually is."""
+        if self.done:
+            return b""
+        conn = self._live()
+        chunk = conn.receive_buffered()
+        if conn.body_done:
+            self.done = True
+        return self._count(chunk, conn) if chunk else b""
+
+    def _live(self) -> Connection:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the response body was read after its `async with` block ended")
+        return conn
+
+    def _count(self, chunk: bytes, conn: Connection) -> bytes:
         self._received += len(chunk)
         if self._received > self._limit:
             raise ResponseTooLarge(

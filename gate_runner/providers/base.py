@@ -22,6 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from gate_runner.httpclient import AbortSignal
 from gate_runner.wire.openai import ChatRequest, CompletionRequest, EmbeddingsRequest
 
 Operation = Literal["chat", "completions", "embeddings"]
@@ -65,6 +66,9 @@ class UpstreamRequest:
     parsed: ChatRequest | CompletionRequest | EmbeddingsRequest
     raw_body: bytes
     request_id: str
+    # Fired by the router when the client leaves: backends whose waits it reaches (those
+    # on the HTTP pool, ``abortable``) end their exchange with UpstreamAborted.
+    abort: AbortSignal | None = None
 
     @property
     def stream(self) -> bool:
@@ -124,6 +128,9 @@ class Backend(Protocol):
 
     name: str
     kind: str
+    # True when ``request.abort`` ends the backend's waits (it hands it to the HTTP pool);
+    # otherwise the router guards the exchange with a cancel scope.
+    abortable: bool
 
     async def start(self) -> None:
         """Get ready before the provider is registered (load an in-process model); a no-op

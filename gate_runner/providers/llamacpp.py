@@ -532,6 +532,7 @@ class LlamaCppBackend:
     """
 
     kind = "llamacpp"
+    abortable = False
 
     def __init__(
         self,

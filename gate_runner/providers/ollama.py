@@ -66,6 +66,7 @@ class _TranslatedStream:
 
 class OllamaBackend:
     kind = "ollama"
+    abortable = True
 
     def __init__(self, *, name: str, url: str, timeout: float = 60.0) -> None:
         self.name = name
@@ -88,7 +89,7 @@ class OllamaBackend:
         payload["model"] = model
         body = json.dumps(payload, separators=(",", ":")).encode()
         async with self._pool.stream(
-            "POST", path, headers=[(b"content-type", _JSON)], body=body
+            "POST", path, headers=[(b"content-type", _JSON)], body=body, abort=request.abort
         ) as response:
             if response.status != 200:
                 error_body = await response.read()

@@ -5,12 +5,20 @@ from __future__ import annotations
 __all__ = ("OpenAIBackend",)
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any
 
 from gate_runner.httpclient import HTTPPool, Response, UpstreamError
-from gate_runner.providers.base import Health, ModelInfo, Operation, Reply, UpstreamRequest, timed
+from gate_runner.providers.base import (
+    Health,
+    ModelInfo,
+    OneChunk,
+    Operation,
+    Reply,
+    UpstreamRequest,
+    timed,
+)
 from gate_runner.wire.openai import OpenAIError
 
 _PATHS: dict[Operation, str] = {
@@ -23,19 +31,62 @@ _RETRYABLE = {502, 503, 504}
 
 
 class RawBody:
-    """The upstream's body, chunk by chunk, unchanged: no re-encoding of SSE events."""
+    """The upstream's body, chunk by chunk, unchanged: no re-encoding of SSE events.
+    ``first``: bytes of it already taken from the connection, handed out first."""
 
-    __slots__ = ("_response",)
+    __slots__ = ("_first", "_response")
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, first: bytes = b"") -> None:
         self._response = response
+        self._first = first
 
     async def receive(self) -> bytes:
+        if self._first:
+            first, self._first = self._first, b""
+            return first
         return await self._response.receive_some()
+
+
+class _Opening:
+    """What ``OpenAIBackend.open`` returns: the exchange as an async context manager, by
+    hand rather than with @asynccontextmanager, whose generator costs the hot path."""
+
+    __slots__ = ("_backend", "_exchange", "_request")
+
+    def __init__(self, backend: OpenAIBackend, request: UpstreamRequest) -> None:
+        self._backend = backend
+        self._request = request
+        self._exchange: AbstractAsyncContextManager[Response] | None = None
+
+    async def __aenter__(self) -> Reply:
+        backend, request = self._backend, self._request
+        exchange = self._exchange = backend._pool.stream(
+            "POST",
+            _PATHS[request.op],
+            headers=backend._headers,
+            body=request.raw_body,
+            abort=request.abort,
+        )
+        response = await exchange.__aenter__()
+        try:
+            return await backend._reply(response)
+        except BaseException as e:
+            await exchange.__aexit__(type(e), e, e.__traceback__)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._exchange is not None
+        await self._exchange.__aexit__(exc_type, exc, tb)
 
 
 class OpenAIBackend:
     kind = "openai"
+    abortable = True
 
     def __init__(
         self,
@@ -59,35 +110,37 @@ class OpenAIBackend:
     async def start(self) -> None:
         """Nothing to do: the engine runs in its own process."""
 
-    @asynccontextmanager
-    async def open(self, request: UpstreamRequest) -> AsyncIterator[Reply]:
-        async with self._pool.stream(
-            "POST", _PATHS[request.op], headers=self._headers, body=request.raw_body
-        ) as response:
-            status = response.status
-            if status in _RETRYABLE or status in (401, 403):
-                detail = (await response.read())[:500].decode("utf-8", "replace")
-                if status in (401, 403):
-                    raise OpenAIError.bad_gateway(
-                        f"provider {self.name} refused Gate's credentials ({status}): {detail}",
-                        code="upstream_auth_failed",
-                        hint="check the provider's apiKeyEnv",
-                    )
-                raise OpenAIError(
-                    f"provider {self.name} answered {status}: {detail}",
-                    status=status,
-                    type="api_error",
-                    code="upstream_error",
+    def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[Reply]:
+        return _Opening(self, request)
+
+    async def _reply(self, response: Response) -> Reply:
+        status = response.status
+        if status in _RETRYABLE or status in (401, 403):
+            detail = (await response.read())[:500].decode("utf-8", "replace")
+            if status in (401, 403):
+                raise OpenAIError.bad_gateway(
+                    f"provider {self.name} refused Gate's credentials ({status}): {detail}",
+                    code="upstream_auth_failed",
+                    hint="check the provider's apiKeyEnv",
                 )
-            content_type = response.header(b"content-type") or b"application/json"
-            length = response.header(b"content-length")
-            yield Reply(
+            raise OpenAIError(
+                f"provider {self.name} answered {status}: {detail}",
                 status=status,
-                content_type=content_type,
-                stream=content_type.startswith(b"text/event-stream"),
-                body=RawBody(response),
-                content_length=int(length) if length and length.isdigit() else None,
+                type="api_error",
+                code="upstream_error",
             )
+        content_type = response.header(b"content-type") or b"application/json"
+        length = response.header(b"content-length")
+        stream = content_type.startswith(b"text/event-stream")
+        # A JSON answer usually came whole with its head: hand it on without more reads.
+        first = b"" if stream else response.receive_buffered()
+        return Reply(
+            status=status,
+            content_type=content_type,
+            stream=stream,
+            body=OneChunk(first) if response.done else RawBody(response, first),
+            content_length=int(length) if length and length.isdigit() else None,
+        )
 
     async def _get_json(self, path: str) -> Any:
         response, body = await self._pool.request("GET", path, headers=self._get_headers)

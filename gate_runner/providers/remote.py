@@ -42,6 +42,7 @@ class _PeerBody:
 
 class RemoteBackend:
     kind = "peer"
+    abortable = False
 
     def __init__(
         self,

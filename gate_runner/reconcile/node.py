@@ -23,6 +23,7 @@ from gate_runner.components.base import Services
 from gate_runner.components.registry import build_components
 from gate_runner.errors import GateError
 from gate_runner.events import EventBus
+from gate_runner.httpclient import Watchdog
 from gate_runner.identity import Identity
 from gate_runner.logs import LogFeed
 from gate_runner.metrics import Metrics
@@ -147,6 +148,8 @@ async def run_node(
     with _feeding_logs(events) as log_feed:
         async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
             await scheduler.start_in_background()
+            # Read timeouts of every upstream connection, without a cancel scope per wait.
+            await tg.start(Watchdog().run)
             await tg.start(requests.run)
             supervisor = Supervisor(task_group=tg, on_change=on_change)
             controller = Controller(

@@ -602,6 +602,47 @@ def test_in_process_llamacpp_provider(
     assert time.monotonic() - began < 5
 
 
+def test_a_client_leaving_a_non_streamed_in_process_generation_stops_it(
+    tmp_path: Path, node_factory: type[GateNode], tiny_model: Path
+) -> None:
+    """The in-process engine is not on the HTTP pool, so the request's abort signal does not
+    reach it: the router guards it with a cancel scope instead, and a client that leaves
+    after the grace still stops the generation midway."""
+    import socket
+
+    node = node_factory(
+        tmp_path, extra=providers(f"{{name: local-gguf, kind: llamacpp, model: '{tiny_model}'}}")
+    )
+    node.start()
+    model = tiny_model.stem
+    body = {"model": model, "max_tokens": 2000, "messages": [{"role": "user", "content": "go"}]}
+    # Calibrate: the whole generation (to the end of the 1024-token context) on this machine.
+    whole = httpx.post(f"{api(node)}/v1/chat/completions", json=body, timeout=120)
+    assert whole.status_code == 200 and whole.json()["usage"]["completion_tokens"] > 900
+    (calibration,) = node.rpc("requests.list", {"limit": 1})
+    whole_s = calibration["latencyMs"] / 1000
+    assert whole_s > 0.3, "the tiny model generates too fast to tell a stop from the end"
+
+    payload = json.dumps(body)
+    with socket.create_connection(("127.0.0.1", node.api_port)) as c:
+        c.sendall(
+            (
+                f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+                f"{payload}"
+            ).encode()
+        )
+        time.sleep(max(0.2, whole_s / 10))  # past the grace: the request has its watcher
+    node.wait_for(
+        lambda: node.rpc("requests.list", {"limit": 1})[0]["id"] != calibration["id"],
+        timeout=60,
+        what="the abandoned request's record",
+    )
+    (record,) = node.rpc("requests.list", {"limit": 1})
+    assert record["status"] == 499 and record["error"] == "client disconnected"
+    assert record["latencyMs"] / 1000 < whole_s / 2, (record["latencyMs"], whole_s)
+
+
 def test_a_client_leaving_a_slow_non_streamed_request_cancels_the_upstream(
     tmp_path: Path, node_factory: type[GateNode], bad_upstream: ServerProcess
 ) -> None:

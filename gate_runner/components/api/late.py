@@ -1,18 +1,25 @@
 """Noticing a client that leaves a non-streamed request, without a task per request: only a
 request still running after a short grace gets a watcher, so the many fast ones cost a
-deque append, and a long generation is still cut short when nobody waits for it."""
+deque append, and a long generation is still cut short when nobody waits for it.
+
+Nor is there a cancel scope per request (one costs about as much as the rest of the
+upstream read): the ticket is the exchange's ``AbortSignal``, so a client that leaves
+closes the upstream connection the request waits on. Backends that the signal does not
+reach (an in-process engine, a peer) get a cancel scope from ``Ticket.guard``.
+"""
 
 from __future__ import annotations
 
 __all__ = ("GRACE", "LateWatcher", "Ticket")
 
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, Protocol
 
 import trio
 from anyio.abc import TaskStatus
+
+from gate_runner.httpclient import AbortSignal
 
 Receive = Any  # the ASGI receive callable
 
@@ -27,19 +34,49 @@ class Progress(Protocol):
 GRACE = 0.05
 
 
-class Ticket:
-    """One request in flight: cancelled through ``scope`` when its client leaves."""
+class Ticket(AbortSignal):
+    """One request in flight, and the abort signal of its upstream exchanges. Used as a
+    context manager around the request's forward."""
 
     __slots__ = ("deadline", "done", "gone", "progress", "receive", "scope", "watch_scope")
 
     def __init__(self, receive: Receive, progress: Progress, deadline: float) -> None:
+        self.aborted = False  # AbortSignal's fields, set here: one call less per request
+        self._waiting = None
         self.receive = receive
         self.progress = progress
         self.deadline = deadline
-        self.scope = trio.CancelScope()
-        self.watch_scope = trio.CancelScope()
         self.done = False
-        self.gone = False
+        self.gone = False  # the client left before the response was complete
+        self.scope: trio.CancelScope | None = None  # the latest guard()
+        self.watch_scope: trio.CancelScope | None = None  # the watcher's, once it has one
+
+    def guard(self) -> trio.CancelScope:
+        """A cancel scope for waits that the abort signal does not reach; cancelled when
+        the client leaves (at once, if it already has)."""
+        scope = self.scope = trio.CancelScope()
+        if self.gone:
+            scope.cancel()
+        return scope
+
+    def client_left(self) -> None:
+        self.gone = True
+        self.abort()
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.done = True
+        if self.watch_scope is not None:
+            self.watch_scope.cancel()
 
 
 class LateWatcher:
@@ -73,28 +110,26 @@ class LateWatcher:
         while pending and pending[0].deadline <= now:
             ticket = pending.popleft()
             if not ticket.done:
+                # Made here, not in the task: a request that ends before the task starts
+                # cancels it, and the watcher then returns at once.
+                ticket.watch_scope = trio.CancelScope()
                 nursery.start_soon(self._watch, ticket)
 
     @staticmethod
     async def _watch(ticket: Ticket) -> None:
+        assert ticket.watch_scope is not None
         with ticket.watch_scope:
             while (await ticket.receive())["type"] != "http.disconnect":
                 pass
             # Once the response is complete, hypercorn reports the stream closed as a
             # disconnect too; only one that comes first cuts the request short.
             if not ticket.progress.responded and not ticket.done:
-                ticket.gone = True
-                ticket.scope.cancel()
+                ticket.client_left()
 
-    @contextmanager
-    def watching(self, receive: Receive, progress: Progress) -> Iterator[Ticket]:
-        """Run the body under the ticket's scope; afterwards ``ticket.gone`` says whether
-        it was cut short because the client left."""
+    def watching(self, receive: Receive, progress: Progress) -> Ticket:
+        """A ticket for one request: ``with`` it around the forward, pass it as the
+        exchanges' abort signal, and afterwards ``ticket.gone`` says whether the client
+        left before the response was complete."""
         ticket = Ticket(receive, progress, trio.current_time() + self._grace)
         self._pending.append(ticket)
-        try:
-            with ticket.scope:
-                yield ticket
-        finally:
-            ticket.done = True
-            ticket.watch_scope.cancel()
+        return ticket

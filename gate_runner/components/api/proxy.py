@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = ("ClientGone", "Proxy", "RequestOutcome")
 
+import contextlib
 import json
 import re
 import time
@@ -16,9 +17,10 @@ import anyio
 import trio
 from anyio.abc import TaskStatus
 
-from gate_runner.components.api.late import LateWatcher
+from gate_runner.components.api.late import LateWatcher, Ticket
 from gate_runner.httpclient import (
     ResponseTooLarge,
+    UpstreamAborted,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
@@ -61,6 +63,7 @@ CLIENT_CLOSED = 499  # nginx's code for "the client went away first"
 # A failed attempt counts in the latency average as this slow, so the load-aware order moves
 # a failing target behind the ones that answer, before its breaker even opens.
 FAILURE_PENALTY = 1.0
+_UNGUARDED = contextlib.nullcontext()
 
 
 @dataclass(slots=True)
@@ -199,18 +202,17 @@ class Proxy:
             outcome.model = parsed.model
             outcome.stream = bool(getattr(parsed, "stream", False))
             target = self._target(parsed, scope)
-            request = UpstreamRequest(
-                op=op, parsed=parsed, raw_body=body, request_id=outcome.request_id
-            )
             outcome.target = target
             if outcome.stream or not self.late.running:
+                request = UpstreamRequest(op, parsed, body, outcome.request_id)
                 await self._with_disconnect(request, outcome, receive, send, began)
             else:
                 # A non-streamed answer is one write, and a task and a nursery per request
                 # cost more than the rest of the forward: only one still running after a
-                # short grace gets a watcher, which cancels it if the client leaves.
+                # short grace gets a watcher, which aborts it if the client leaves.
                 with self.late.watching(receive, outcome) as ticket:
-                    await self._forward(request, outcome, send, began)
+                    request = UpstreamRequest(op, parsed, body, outcome.request_id, ticket)
+                    await self._forward(request, outcome, send, began, ticket)
                 if ticket.gone:
                     raise ClientGone
         except OpenAIError as e:
@@ -218,7 +220,7 @@ class Proxy:
             outcome.error = e.message
             if not outcome.head_sent:
                 await send_error(send, e, request_id=outcome.request_id)
-        except ClientGone:
+        except (ClientGone, UpstreamAborted):
             outcome.status = CLIENT_CLOSED
             outcome.error = "client disconnected"
         except UpstreamError as e:
@@ -359,7 +361,12 @@ class Proxy:
         )
 
     async def _forward(
-        self, request: UpstreamRequest, outcome: RequestOutcome, send: Send, began: float
+        self,
+        request: UpstreamRequest,
+        outcome: RequestOutcome,
+        send: Send,
+        began: float,
+        ticket: Ticket | None = None,
     ) -> None:
         candidates = self._candidates(request.parsed.model, outcome.target)
         retry = self.routing.retry
@@ -384,12 +391,17 @@ class Proxy:
             attempt_began = time.perf_counter()
             latency: float | None = None
             started = False
+            # The ticket's abort reaches waits on the HTTP pool; others need a cancel scope.
+            guard = _UNGUARDED if ticket is None or entry.backend.abortable else ticket.guard()
             try:
-                async with entry.backend.open(request) as reply:
-                    # Time to the head, not to the end: a long stream is no slow target.
-                    latency = time.perf_counter() - attempt_began
-                    started = True
-                    await self._relay(reply, outcome, send, began, entry.name)
+                with guard:
+                    async with entry.backend.open(request) as reply:
+                        # Time to the head, not to the end: a long stream is no slow target.
+                        latency = time.perf_counter() - attempt_began
+                        started = True
+                        await self._relay(reply, outcome, send, began, entry.name)
+                if guard is not _UNGUARDED and ticket is not None and ticket.gone:
+                    raise ClientGone  # the guard caught the cancellation
                 entry.breaker.success()
                 return
             except (UpstreamError, OpenAIError) as e:
