@@ -71,6 +71,10 @@ class ProviderEntry:
         }
 
 
+def _rank(entry: ProviderEntry) -> int:
+    return entry.rank
+
+
 class ProviderRegistry:
     """Owned by the node; provider and discovery components add and remove entries, the API
     reads them. All access is from the one trio thread, so no locks."""
@@ -124,7 +128,10 @@ class ProviderRegistry:
     def serving(self, model: str) -> list[ProviderEntry]:
         """Entries whose cached model list has ``model``, by rank (components start
         concurrently, so registration order means nothing)."""
-        return sorted((e for e in self._entries.values() if e.serves(model)), key=lambda e: e.rank)
+        found = [e for e in self._entries.values() if model in e.model_ids]
+        if len(found) > 1:
+            found.sort(key=_rank)
+        return found
 
     async def refresh(self, entry: ProviderEntry, *, within: float = 5.0) -> None:
         """Check health and re-list models. A failed listing keeps the old list (a blip
