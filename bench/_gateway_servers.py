@@ -1,9 +1,12 @@
-"""The fixed payloads of bench/gateway.py and the two Python servers it starts in their own
-processes: the streaming upstream (raw trio, one write per SSE event) and the floor (an
-empty hypercorn-trio ASGI app).
+"""The fixed payloads of bench/gateway.py and the Python servers it and bench/gateway_parts.py
+start in their own processes: the streaming upstream (raw trio, one write per SSE event), the
+floor (an empty hypercorn-trio ASGI app), and for the parts: a minimal proxy on the same stack
+and Gate's API app served alone.
 
-    python bench/_gateway_servers.py sse PORT     # upstream for "stream": true
-    python bench/_gateway_servers.py floor PORT   # the stack's floor
+    python bench/_gateway_servers.py sse PORT                  # upstream for "stream": true
+    python bench/_gateway_servers.py floor PORT                # the stack's floor
+    python bench/_gateway_servers.py proxy PORT UPSTREAM [headers] [scope]
+    python bench/_gateway_servers.py api PORT UPSTREAM         # Gate's ApiApp, no node
 """
 
 from __future__ import annotations
@@ -193,7 +196,7 @@ async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": COMPLETION})
 
 
-def serve_floor(port: int) -> None:
+def _serve_hypercorn(app: Any, port: int) -> None:
     import anyio
     from hypercorn.config import Config
     from hypercorn.trio import serve
@@ -206,9 +209,141 @@ def serve_floor(port: int) -> None:
     config.backlog = 1024
     # wrk's connections idle between its runs; keep them rather than make it reconnect.
     config.keep_alive_timeout = 60
-    anyio.run(serve, floor_app, config, backend="trio")
+    anyio.run(serve, app, config, backend="trio")
+
+
+def serve_floor(port: int) -> None:
+    _serve_hypercorn(floor_app, port)
+
+
+# -- the parts: a minimal proxy, and Gate's API app alone --------------------------------------
+
+_GATE_HEADERS = [
+    (b"x-gate-node", b"bench"),
+    (b"x-gate-provider", b"upstream"),
+    (b"x-gate-attempts", b"1"),
+    (b"x-request-id", b"chatcmpl-019abcdef0123456789abcdef"),
+]
+
+
+def serve_proxy(port: int, upstream: int, *, headers: bool, scope: bool) -> None:
+    """What forwarding costs on this stack with nothing else: read the body, send it to the
+    upstream on a kept-alive socket, wait, frame the answer by Content-Length, send it on.
+    ``headers``: Gate's four extra response headers; ``scope``: one trio cancel scope
+    (a read timeout) per request, as a naive client would."""
+    import contextlib
+    import socket
+
+    import trio
+
+    idle: list[socket.socket] = []
+    request = b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: %d\r\n\r\n"
+
+    async def app(scope_: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope_["type"] == "lifespan":
+            await floor_app(scope_, receive, send)
+            return
+        body = (await receive()).get("body", b"")
+        if idle:
+            sock = idle.pop()
+        else:
+            sock = socket.create_connection(("127.0.0.1", upstream))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+        sock.send(request % len(body) + body)
+        buf = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                with trio.move_on_after(60) if scope else contextlib.nullcontext():
+                    await trio.lowlevel.wait_readable(sock)
+                continue
+            buf += data
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                length = int(buf[:end].lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(buf) - end - 4 >= length:
+                    rest = buf[end + 4 :]
+                    break
+        idle.append(sock)
+        extra = _GATE_HEADERS if headers else []
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(rest)),
+                    *extra,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": rest})
+
+    _serve_hypercorn(app, port)
+
+
+def serve_api(port: int, upstream: int) -> None:
+    """Gate's ApiApp, router, request log and metrics as the node builds them, served by
+    hypercorn alone: no control plane, P2P host, scheduler or reconciler around it."""
+    import gc
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import trio
+
+    from gate_runner.components.api.app import ApiApp
+    from gate_runner.components.api.component import request_recorder
+    from gate_runner.components.api.proxy import Proxy
+    from gate_runner.components.httpserve import bind_tcp, serve_asgi
+    from gate_runner.httpclient import Watchdog
+    from gate_runner.metrics import Metrics
+    from gate_runner.providers.base import ModelInfo
+    from gate_runner.providers.openai import OpenAIBackend
+    from gate_runner.providers.registry import ProviderRegistry
+    from gate_runner.spec import HostPort, RoutingSpec
+    from gate_runner.state.db import StateDB
+    from gate_runner.state.requests import RequestLog
+
+    async def main() -> None:
+        db = StateDB(Path(tempfile.mkdtemp(prefix="gate-bench-api-")) / "state.db")
+        log = RequestLog(db)
+        registry = ProviderRegistry()
+        entry = registry.add(
+            OpenAIBackend(name="upstream", url=f"http://127.0.0.1:{upstream}/v1"), source="static"
+        )
+        entry.set_models([ModelInfo(JSON_MODEL, 0, "bench")], at=time.monotonic())
+        on_start, on_done = request_recorder(Metrics(), log)
+        proxy = Proxy(
+            registry=registry,
+            routing=RoutingSpec(),
+            node_name="bench",
+            max_body=1 << 20,
+            on_start=on_start,
+            on_done=on_done,
+        )
+        app = ApiApp(proxy=proxy, registry=registry, node_info=lambda: {"hex": "", "name": "b"})
+        async with trio.open_nursery() as nursery:
+            await nursery.start(Watchdog().run)
+            await nursery.start(log.run)
+            await nursery.start(proxy.run)
+            gc.collect()  # as the node settles its heap once booted
+            gc.freeze()
+            gc.set_threshold(10_000, 10, 10)
+            sock = bind_tcp(HostPort("127.0.0.1", port), what="the bench's api")
+            await serve_asgi(app, sock, stopping=trio.Event())
+
+    trio.run(main)
 
 
 if __name__ == "__main__":
     kind, port_arg = sys.argv[1], int(sys.argv[2])
-    {"sse": serve_sse, "floor": serve_floor}[kind](port_arg)
+    if kind == "proxy":
+        flags = set(sys.argv[4:])
+        serve_proxy(port_arg, int(sys.argv[3]), headers="headers" in flags, scope="scope" in flags)
+    elif kind == "api":
+        serve_api(port_arg, int(sys.argv[3]))
+    else:
+        {"sse": serve_sse, "floor": serve_floor}[kind](port_arg)
