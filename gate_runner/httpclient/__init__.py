@@ -1,7 +1,9 @@
 """The hot-path HTTP/1.1 client: pooled keep-alive connections to a local engine, on trio.
 
 It frames HTTP/1.1 itself (``protocol``): h11's event objects and state machine cost about
-a third of the forward's CPU. httpx stays for cold paths (discovery, health checks, ACME);
+a third of the forward's CPU. Its waits take no cancel scope each (``watchdog``): the run's
+``Watchdog`` keeps the read timeouts and a caller's ``AbortSignal`` ends an exchange, both
+by closing the socket. httpx stays for cold paths (discovery, health checks, ACME);
 DESIGN.md section 13 says why.
 """
 
