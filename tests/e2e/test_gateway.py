@@ -427,6 +427,60 @@ def test_random_disconnects_leave_nothing_open(
     assert ok.status_code == 200
 
 
+def test_clients_leaving_non_streamed_requests_at_random_leave_nothing_open(
+    tmp_path: Path, node_factory: type[GateNode], bad_upstream: ServerProcess
+) -> None:
+    """100 clients of a hanging upstream, each leaving at a random moment before or after
+    the watcher's grace: every upstream connection is closed by the abort signal, long
+    before the provider's 60 s timeout, and the node is left with nothing in flight."""
+    import random
+
+    import trio
+
+    node = node_factory(
+        tmp_path, extra=providers(f"{{name: bad, kind: openai, url: '{bad_upstream.url}/v1'}}")
+    )
+    node.start()
+    payload = json.dumps({"model": "hang", "messages": [{"role": "user", "content": "x"}]})
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n{payload}"
+    ).encode()
+    rng = random.Random(11)
+
+    async def one() -> None:
+        async with await trio.open_tcp_stream("127.0.0.1", node.api_port) as stream:
+            await stream.send_all(request)
+            await trio.sleep(rng.uniform(0.0, 0.3))  # the grace is 0.05 s
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(100):
+                nursery.start_soon(one)
+
+    hung_before = _stats(bad_upstream)["hung"]
+    began = time.monotonic()
+    trio.run(main)
+    node.wait_for(
+        lambda: _stats(bad_upstream)["hanging"] == 0, timeout=10, what="upstream requests closed"
+    )
+    assert time.monotonic() - began < 10  # the provider's own timeout is 60 s
+    assert _stats(bad_upstream)["hung"] - hung_before == 100  # every one reached the engine
+    records = node.rpc("requests.list", {"limit": 200})
+    assert len(records) == 100
+    assert {(r["status"], r["error"]) for r in records} == {(499, "client disconnected")}
+    metrics = httpx.get(
+        f"http://127.0.0.1:{node.control_port}/metrics",
+        headers={"Authorization": f"Bearer {node.token}"},
+    ).text
+    assert "gate_requests_in_flight 0.0" in metrics
+    ok = httpx.post(
+        f"{api(node)}/v1/chat/completions",
+        json={"model": "ok", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert ok.status_code == 200
+
+
 def test_no_engine_says_so_plainly(tmp_path: Path, node_factory: type[GateNode]) -> None:
     a, b = free_port(), free_port()
     node = node_factory(tmp_path)

@@ -4,7 +4,7 @@
 node registers it as healthy; ``POST`` then misbehaves by model:
 
 - ``hang``: reads the request and never answers; ``/stats`` counts those held (``hanging``)
-  until the client closes the connection.
+  until the client closes the connection, and those received in all (``hung``).
 - ``garbage``: answers bytes that are not HTTP.
 - ``cut``: starts an SSE stream, sends two events, then closes the connection.
 - ``ok``: a normal JSON chat completion.
@@ -27,6 +27,7 @@ MODELS = ("hang", "garbage", "cut", "ok", "slow")
 OPEN = 0
 STREAMING = 0  # `slow` streams in progress
 HANGING = 0  # `hang` requests being held
+HUNG = 0  # `hang` requests received, in all
 
 
 async def _read_request(stream: trio.SocketStream) -> tuple[bytes, bytes] | None:
@@ -91,8 +92,9 @@ async def _slow_stream(stream: trio.SocketStream, model: str) -> None:
 
 async def _hang(stream: trio.SocketStream) -> None:
     """Never answer, but notice the client closing (as an engine notices its client leave)."""
-    global HANGING
+    global HANGING, HUNG
     HANGING += 1
+    HUNG += 1
     try:
         while await stream.receive_some(65536):
             pass
@@ -118,7 +120,7 @@ async def handle(stream: trio.SocketStream) -> None:
                 )
                 continue
             if line.startswith(b"GET /stats"):
-                stats = {"open": OPEN, "streaming": STREAMING, "hanging": HANGING}
+                stats = {"open": OPEN, "streaming": STREAMING, "hanging": HANGING, "hung": HUNG}
                 await stream.send_all(_response("200 OK", json.dumps(stats).encode()))
                 continue
             model = json.loads(body or b"{}").get("model")
