@@ -1,12 +1,6 @@
-"""Noticing a client that leaves a non-streamed request, without a task per request: only a
-request still running after a short grace gets a watcher, so the many fast ones cost a
-deque append, and a long generation is still cut short when nobody waits for it.
-
-Nor is there a cancel scope per request (one costs about as much as the rest of the
-upstream read): the ticket is the exchange's ``AbortSignal``, so a client that leaves
-closes the upstream connection the request waits on. Backends that the signal does not
-reach (an in-process engine, a peer) get a cancel scope from ``Ticket.guard``.
-"""
+"""Noticing a client that leaves a non-streamed request, without a task or a cancel scope
+per request: only a request still running after a short grace gets a watcher, and a long
+generation is still cut short when nobody waits for it."""
 
 from __future__ import annotations
 
@@ -35,8 +29,10 @@ GRACE = 0.05
 
 
 class Ticket(AbortSignal):
-    """One request in flight, and the abort signal of its upstream exchanges. Used as a
-    context manager around the request's forward."""
+    """One request in flight, used as a context manager around its forward. It is the
+    abort signal of the request's upstream exchanges, so a client that leaves closes the
+    upstream connection the request waits on. Backends the signal does not reach (an
+    in-process engine, a peer) get a cancel scope per attempt from ``guard``."""
 
     __slots__ = ("deadline", "done", "gone", "progress", "receive", "scope", "watch_scope")
 
