@@ -314,7 +314,8 @@ class Connection:
             except BlockingIOError:
                 pass  # nothing yet (or a spurious wake-up): wait
             except OSError as e:
-                raise self._closed_while("reading the response", e) from e
+                # Also the socket the watchdog or an abort closed just as data woke us.
+                raise self._ended_error(e, "reading the response") from e
             await self._wait_readable()
 
     async def _wait_readable(self) -> None:
@@ -324,6 +325,8 @@ class Connection:
         costs as much as the rest of a read); the watchdog or an abort closes the socket,
         and the wait raises accordingly. Without one, a cancel scope keeps the time.
         """
+        if self._ended:  # closed by the watchdog or an abort while we were not waiting
+            raise self._ended_error(trio.ClosedResourceError(), "reading the response")
         signal = self.abort_signal
         if signal is not None:
             if signal.aborted:

@@ -21,6 +21,7 @@ from gate_runner.httpclient import (
     UpstreamTimeout,
     Watchdog,
 )
+from gate_runner.httpclient.connection import open_connection
 from gate_runner.httpclient.watchdog import current_watchdog
 from tests.httpclient.servers import Peer, make_certificate, raw_server, response
 
@@ -119,6 +120,29 @@ async def test_connections_fall_back_to_a_scope_once_the_watchdog_stops() -> Non
             pass  # the pool's connections, made after this, see no watchdog
         with trio.fail_after(2), pytest.raises(UpstreamTimeout):
             await pool.request("GET", "/")
+
+
+@pytest.mark.parametrize("reason", ["timeout", "aborted"])
+async def test_a_socket_ended_between_wake_up_and_read_still_says_why(reason: str) -> None:
+    """The sweep (or an abort) can close a socket whose data has just woken its task: the
+    read that follows fails on a closed socket, and must still report the timeout or abort,
+    not a closed connection (which the pool would replay on a reused connection)."""
+    async with raw_server(silent) as server:
+        conn = await open_connection(
+            "127.0.0.1",
+            server.port,
+            connect_timeout=1,
+            read_timeout=5,
+            ssl_context=None,
+            origin=server.url,
+        )
+        await conn.send_request(
+            b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", None, keep_alive=True, head_request=False
+        )
+        conn.end(reason)
+        expected = UpstreamTimeout if reason == "timeout" else UpstreamAborted
+        with trio.fail_after(1), pytest.raises(expected):
+            await conn.receive_head()
 
 
 # -- abort -------------------------------------------------------------------------------
