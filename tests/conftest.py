@@ -12,6 +12,12 @@ pytest_plugins = ("tests.llm.engine",)
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (marked anyio) run on trio only: Gate runs on nothing else."""
+    return "trio"
+
+
+@pytest.fixture
 def node_factory(tmp_path: Path) -> Iterator[type[GateNode]]:
     started: list[GateNode] = []
 

@@ -98,6 +98,8 @@ class Connection:
         head carries its Content-Length), chunked for an async iterable (the head says so).
         ``keep_alive`` False: the request said Connection: close. ``head_request``: it was
         a HEAD, so the response has no body whatever its headers say."""
+        if self.abort_signal is not None and self.abort_signal.aborted:
+            raise self._aborted()  # the caller gave up already: send nothing
         self.response_started = False
         self._request_sent = False
         self._body = None
@@ -260,13 +262,9 @@ class Connection:
             return
         # The socket buffer is full (a large body, an engine slow to read): the cold path.
         view = memoryview(data)[sent:]
-        signal = self.abort_signal
         with trio.move_on_after(self.read_timeout) as scope:
             while view:
-                if signal is not None:
-                    if signal.aborted:
-                        raise self._aborted()
-                    signal.wait_on(self)
+                signal = self._begin_wait("sending the request")
                 try:
                     await trio.lowlevel.wait_writable(self._fd)
                     sent = sock.send(view)
@@ -286,11 +284,7 @@ class Connection:
     async def _tls_call(self, call: Callable[[], Awaitable[T]], doing: str) -> T:
         """A send or receive through the TLS stream, under the read timeout and the abort
         signal (HTTPS upstreams are the exception here, so a cancel scope per call)."""
-        signal = self.abort_signal
-        if signal is not None:
-            if signal.aborted:
-                raise self._aborted()
-            signal.wait_on(self)
+        signal = self._begin_wait(doing)
         try:
             with trio.move_on_after(self.read_timeout):
                 return await call()
@@ -325,13 +319,7 @@ class Connection:
         costs as much as the rest of a read); the watchdog or an abort closes the socket,
         and the wait raises accordingly. Without one, a cancel scope keeps the time.
         """
-        if self._ended:  # closed by the watchdog or an abort while we were not waiting
-            raise self._ended_error(trio.ClosedResourceError(), "reading the response")
-        signal = self.abort_signal
-        if signal is not None:
-            if signal.aborted:
-                raise self._aborted()
-            signal.wait_on(self)
+        signal = self._begin_wait("reading the response")
         watchdog = self._watchdog
         if watchdog is not None and not watchdog.running:
             watchdog = self._watchdog = None
@@ -350,6 +338,19 @@ class Connection:
                 watchdog.unwatch(self)
             if signal is not None:
                 signal.done_waiting()
+
+    def _begin_wait(self, doing: str) -> AbortSignal | None:
+        """Before a wait: raise if the socket was already ended (by the watchdog or an abort
+        while nobody waited) or the caller gave up; else tell the abort signal which
+        connection to close. The caller calls ``done_waiting()`` on it after the wait."""
+        if self._ended:
+            raise self._ended_error(trio.ClosedResourceError(), doing)
+        signal = self.abort_signal
+        if signal is not None:
+            if signal.aborted:
+                raise self._aborted()
+            signal.wait_on(self)
+        return signal
 
     # -- errors --------------------------------------------------------------------------
 

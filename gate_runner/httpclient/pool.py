@@ -16,7 +16,7 @@ import outcome
 import trio
 
 from gate_runner.httpclient.connection import Connection, open_connection
-from gate_runner.httpclient.errors import UpstreamAborted, UpstreamClosed
+from gate_runner.httpclient.errors import UpstreamClosed
 from gate_runner.httpclient.protocol import ResponseHead, request_lines
 from gate_runner.httpclient.response import Response
 from gate_runner.httpclient.watchdog import AbortSignal
@@ -379,11 +379,7 @@ class _Exchange:
         return self._response
 
     async def _exchange(self, conn: Connection) -> ResponseHead:
-        abort = conn.abort_signal = self._abort
-        if abort is not None and abort.aborted:
-            raise UpstreamAborted(
-                f"the exchange with {self._pool.origin} was aborted by its caller"
-            )
+        conn.abort_signal = self._abort
         await conn.send_request(
             self._head,
             self._body,

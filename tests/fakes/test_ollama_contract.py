@@ -370,11 +370,6 @@ def test_fault_models_also_embed_or_fail(client: httpx.Client) -> None:
 # --- in-process, on trio -------------------------------------------------------------------
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
 @pytest.mark.anyio
 async def test_serve_in_a_task_group_and_stop() -> None:
     stop = anyio.Event()

@@ -40,11 +40,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
-@pytest.fixture
 def app_state() -> AppState:
     return AppState()
 

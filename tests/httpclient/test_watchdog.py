@@ -28,11 +28,6 @@ from tests.httpclient.servers import Peer, make_certificate, raw_server, respons
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
 @contextlib.asynccontextmanager
 async def keeping_time(with_watchdog: bool) -> AsyncIterator[Watchdog | None]:
     """The watchdog running for the block (as the node runs it), or nothing."""

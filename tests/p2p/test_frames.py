@@ -26,11 +26,6 @@ from gate_runner.p2p.frames import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
 class TrioFrames:
     """A FrameStream over one end of a trio stream pair."""
 

@@ -38,11 +38,6 @@ pytestmark = pytest.mark.anyio
 ECHO = "/test/echo/1"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
 async def echo(stream: P2PStream, peer: str) -> None:
     while frame := await read_frame(stream, max_size=1 << 20):
         await write_frame(stream, frame)

@@ -26,11 +26,6 @@ from tests.p2p.helpers import connected, new_host, running, wait_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
 class Server:
     """Host A's side: counts the streams it serves and records what handlers saw."""
 

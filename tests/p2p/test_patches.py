@@ -23,11 +23,6 @@ SINK = "/test/sink/1"
 MAX = 8 << 20
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
 async def echo(stream: P2PStream, peer: str) -> None:
     while frame := await read_frame(stream, max_size=MAX):
         await write_frame(stream, frame)

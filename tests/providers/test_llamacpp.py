@@ -45,11 +45,6 @@ _VALIDATE: dict[Operation, Callable[[object], Any]] = {
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
-@pytest.fixture
 async def backend(tiny_model: Path) -> AsyncIterator[LlamaCppBackend]:
     b = LlamaCppBackend(name="local", model_path=tiny_model)
     yield b

@@ -17,11 +17,6 @@ from gate_runner.reconcile.supervisor import Backoff, Supervisor
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
 @dataclass
 class Script:
     """What the fake does on each run attempt: 'ok', 'transient', 'permanent' or 'crash'."""

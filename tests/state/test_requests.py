@@ -22,11 +22,6 @@ SCHEMA = Path(__file__).parents[2] / "migrations" / "state"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "trio"
-
-
-@pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state.db"
 

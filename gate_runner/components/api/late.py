@@ -37,8 +37,7 @@ class Ticket(AbortSignal):
     __slots__ = ("deadline", "done", "gone", "progress", "receive", "scope", "watch_scope")
 
     def __init__(self, receive: Receive, progress: Progress, deadline: float) -> None:
-        self.aborted = False  # AbortSignal's fields, set here: one call less per request
-        self._waiting = None
+        super().__init__()
         self.receive = receive
         self.progress = progress
         self.deadline = deadline
