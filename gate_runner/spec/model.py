@@ -15,6 +15,7 @@ __all__ = (
     "DEFAULT_RELAY_DATA_DIR",
     "DEFAULT_RELAY_P2P",
     "DEFAULT_RELAY_TLS",
+    "PROVIDER_TIMEOUTS",
     "AcmeSpec",
     "AllowRule",
     "BreakerSpec",
@@ -49,6 +50,7 @@ __all__ = (
     "TsigSpec",
     "build_node_spec",
     "build_relay_spec",
+    "default_timeout",
 )
 
 import ipaddress
@@ -129,6 +131,8 @@ class ListenSpec:
     control: HostPort = HostPort("127.0.0.1", 8145)
     api_keys: tuple[str, ...] = ()  # names of env vars, each holding one accepted key
     insecure: bool = False
+    api_hosts: tuple[str, ...] = ()  # more Host names for the API, lowercase, no trailing dot
+    cors_origins: tuple[str, ...] = ()  # lowercase, no trailing slash; "*" for any
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,16 +149,30 @@ class ControlSpec:
         return self.tls_cert is not None
 
 
+# How long a provider may stay silent (before the head, or between two reads), by kind.
+# Ollama sends no byte, not even the head, while it loads a model (minutes for a large one
+# from disk) nor, for a non-streamed answer, until the whole answer is generated: 60 s
+# would cut long answers off with a 504. OpenAI-compatible servers stream or answer
+# sooner, and a shorter wait finds a stuck one sooner.
+PROVIDER_TIMEOUTS: Final[Mapping[str, float]] = {"ollama": 600.0, "openai": 60.0, "llamacpp": 60.0}
+
+
+def default_timeout(kind: str) -> float:
+    """The silence a provider of ``kind`` is allowed when its spec sets no ``timeout``."""
+    return PROVIDER_TIMEOUTS.get(kind, 60.0)
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoveryTarget:
     name: str
     kind: str  # "ollama" | "openai"
     url: str
+    timeout: float  # seconds of silence allowed; the builder fills in the kind's default
 
 
 DEFAULT_DISCOVERY_TARGETS = (
-    DiscoveryTarget("ollama", "ollama", "http://127.0.0.1:11434"),
-    DiscoveryTarget("lmstudio", "openai", "http://127.0.0.1:1234/v1"),
+    DiscoveryTarget("ollama", "ollama", "http://127.0.0.1:11434", default_timeout("ollama")),
+    DiscoveryTarget("lmstudio", "openai", "http://127.0.0.1:1234/v1", default_timeout("openai")),
 )
 
 
@@ -247,6 +265,7 @@ class EndpointsSpec:
 
 @dataclass(frozen=True, slots=True)
 class ApiLimitsSpec:
+    body_timeout: float = 30.0
     max_request_body: int = 8 << 20
     max_response_body: int = 64 << 20
 
@@ -408,6 +427,33 @@ def _strings(value: Any, default: tuple[str, ...] = ()) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else default
 
 
+def _timeout(value: Any, kind: str) -> float:
+    return default_timeout(kind) if value is None else parse_duration(value)
+
+
+def _discovery(discovery: Mapping[str, Any]) -> DiscoverySpec:
+    # A target's own timeout wins over discovery.timeout, which wins over the kind's default.
+    shared = discovery.get("timeout")
+    targets = discovery.get("targets")
+    if targets is None:
+        targets = [
+            {"name": t.name, "kind": t.kind, "url": t.url} for t in DEFAULT_DISCOVERY_TARGETS
+        ]
+    return DiscoverySpec(
+        enabled=bool(discovery.get("enabled", True)),
+        interval=parse_duration(discovery.get("interval", "30s")),
+        targets=tuple(
+            DiscoveryTarget(
+                name=t["name"],
+                kind=t["kind"],
+                url=t["url"],
+                timeout=_timeout(t.get("timeout", shared), t["kind"]),
+            )
+            for t in targets
+        ),
+    )
+
+
 def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None) -> NodeSpec:
     """Build a NodeSpec from a validated Node document; ``base_dir`` anchors a relative dataDir."""
     spec = _section(document, "spec")
@@ -434,6 +480,10 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
             control=HostPort.parse(listen.get("control", DEFAULT_CONTROL)),
             api_keys=_strings(listen.get("apiKeys")),
             insecure=bool(listen.get("insecure", False)),
+            api_hosts=tuple(h.lower().rstrip(".") for h in _strings(listen.get("apiHosts"))),
+            cors_origins=tuple(
+                o.rstrip("/").lower() for o in _strings(_section(listen, "cors").get("origins"))
+            ),
         ),
         control=ControlSpec(
             tls_cert=_under(data_dir, tls["certFile"]) if tls else None,
@@ -442,16 +492,7 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
             origins=tuple(o.rstrip("/").lower() for o in _strings(control.get("origins"))),
         ),
         providers=ProvidersSpec(
-            discovery=DiscoverySpec(
-                enabled=bool(discovery.get("enabled", True)),
-                interval=parse_duration(discovery.get("interval", "30s")),
-                targets=tuple(
-                    DiscoveryTarget(name=t["name"], kind=t["kind"], url=t["url"])
-                    for t in discovery["targets"]
-                )
-                if "targets" in discovery
-                else DEFAULT_DISCOVERY_TARGETS,
-            ),
+            discovery=_discovery(discovery),
             static=tuple(
                 ProviderSpec(
                     name=p["name"],
@@ -459,7 +500,7 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
                     url=p.get("url"),
                     model=os.path.expanduser(p["model"]) if "model" in p else None,
                     api_key_env=p.get("apiKeyEnv"),
-                    timeout=parse_duration(p.get("timeout", "60s")),
+                    timeout=_timeout(p.get("timeout"), p["kind"]),
                 )
                 for p in _items(providers, "static")
             ),
@@ -499,6 +540,7 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
             )
         ),
         limits=ApiLimitsSpec(
+            body_timeout=parse_duration(_section(spec, "limits").get("bodyTimeout", "30s")),
             max_request_body=parse_size(_section(spec, "limits").get("maxRequestBody", "8MiB")),
             max_response_body=parse_size(_section(spec, "limits").get("maxResponseBody", "64MiB")),
         ),

@@ -557,6 +557,12 @@ def _check_node(checks: _Checks, spec: dict[str, Any]) -> None:
                 "bind it to 127.0.0.1, list env vars holding keys in listen.apiKeys, "
                 "or set listen.insecure: true",
             )
+    if "*" in listen.get("cors", {}).get("origins", []) and not listen.get("apiKeys"):
+        checks.add(
+            (*root, "listen", "cors", "origins"),
+            "\"*\" lets every web page you visit use this node's engines and your friends'",
+            "list the web apps' origins instead, or set listen.apiKeys so that a page needs a key",
+        )
     control = addresses.get("control")
     control_security = spec.get("control", {})
     if control is not None and not control.loopback:
@@ -573,6 +579,15 @@ def _check_node(checks: _Checks, spec: dict[str, Any]) -> None:
     discovery = providers.get("discovery", {})
     checks.duration(
         discovery.get("interval"), (*root, "providers", "discovery", "interval"), positive=True
+    )
+    checks.duration(
+        discovery.get("timeout"), (*root, "providers", "discovery", "timeout"), positive=True
+    )
+    for i, target in enumerate(discovery.get("targets", [])):
+        target_path: JsonPath = (*root, "providers", "discovery", "targets", i, "timeout")
+        checks.duration(target.get("timeout"), target_path, positive=True)
+    checks.duration(
+        spec.get("limits", {}).get("bodyTimeout"), (*root, "limits", "bodyTimeout"), positive=True
     )
     static = providers.get("static", [])
     static_path: JsonPath = (*root, "providers", "static")

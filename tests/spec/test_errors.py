@@ -59,7 +59,7 @@ CASES = [
     pytest.param(
         node("  listen:\n    api: 127.0.0.1:9000\n    apikeys: [KEY]\n"),
         "gate.yaml:8:5 spec.listen.apikeys: unknown key 'apikeys' (did you mean 'apiKeys'? "
-        "allowed keys here: p2p, api, control, apiKeys, insecure)",
+        "allowed keys here: p2p, api, control, apiKeys, insecure, apiHosts, cors)",
         id="unknown-key",
     ),
     pytest.param(
