@@ -298,6 +298,7 @@ def serve_api(port: int, upstream: int) -> None:
     from gate_runner.components.api.component import request_recorder
     from gate_runner.components.api.proxy import Proxy
     from gate_runner.components.httpserve import bind_tcp, serve_asgi
+    from gate_runner.components.sites import SitePolicy
     from gate_runner.httpclient import Watchdog
     from gate_runner.metrics import Metrics
     from gate_runner.providers.base import ModelInfo
@@ -324,7 +325,12 @@ def serve_api(port: int, upstream: int) -> None:
             on_start=on_start,
             on_done=on_done,
         )
-        app = ApiApp(proxy=proxy, registry=registry, node_info=lambda: {"hex": "", "name": "b"})
+        app = ApiApp(
+            proxy=proxy,
+            registry=registry,
+            node_info=lambda: {"hex": "", "name": "b"},
+            sites=SitePolicy(bound_host="127.0.0.1"),
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(Watchdog().run)
             await nursery.start(log.run)

@@ -174,3 +174,66 @@ def test_failed_attempts_are_limited_per_address(
         assert ws_status(node, bearer(node)) == 429
         # Health checks need no auth and still answer.
         assert client.get(f"{base}/healthz").status_code == 200
+
+
+def test_requests_without_a_credential_never_lock_the_owner_out(
+    node_factory: type[GateNode], tmp_path: Path
+) -> None:
+    """What a cross-site <img src=http://127.0.0.1:8145/metrics> sends has no credential:
+    however many come, the owner's CLI and UI still get in. Requests refused for their
+    Host or Origin do not count either, even with a wrong token."""
+    node = node_factory(tmp_path)
+    node.start()
+    base = f"http://127.0.0.1:{node.control_port}"
+    port = node.control_port
+    with httpx.Client(timeout=10) as client:
+        for _ in range(3 * 10):
+            assert client.get(f"{base}/metrics").status_code == 401
+            assert client.post(f"{base}/rpc", json=STATUS).status_code == 401
+        wrong = {"Authorization": "Bearer wrong"}
+        for _ in range(2 * 10):
+            evil_origin = {**wrong, "Origin": "https://evil.example"}
+            assert client.post(f"{base}/rpc", json=STATUS, headers=evil_origin).status_code == 403
+            evil_host = {**wrong, "Host": f"evil.example:{port}"}
+            assert client.post(f"{base}/rpc", json=STATUS, headers=evil_host).status_code == 421
+        assert client.post(f"{base}/rpc", json=STATUS, headers=bearer(node)).status_code == 200
+        assert ws_status(node, bearer(node)) == 101
+
+
+def test_a_cross_site_request_without_origin_is_refused_by_sec_fetch_site(
+    control_node: GateNode, base: str, anonymous: httpx.Client
+) -> None:
+    """An <img> or a link from another site carries no Origin, but the browser says where
+    it came from; such a request is refused before any credential is looked at."""
+    cross = {**bearer(control_node), "Sec-Fetch-Site": "cross-site"}
+    response = anonymous.get(f"{base}/metrics", headers=cross)
+    assert response.status_code == 403
+    assert "another site" in response.json()["error"]
+    assert anonymous.get(f"{base}/login?code=guess", headers=cross).status_code == 403
+    typed = {**bearer(control_node), "Sec-Fetch-Site": "none"}  # the user typed the URL
+    assert anonymous.get(f"{base}/metrics", headers=typed).status_code == 200
+
+
+def test_wrong_tokens_and_bad_sessions_count_and_the_lockout_is_not_renewed(
+    node_factory: type[GateNode], tmp_path: Path
+) -> None:
+    """Presented-and-wrong credentials count: a wrong token, an unknown session cookie,
+    a used login code. Attempts refused during the lockout do not renew it."""
+    node = node_factory(tmp_path)
+    node.start()
+    base = f"http://127.0.0.1:{node.control_port}"
+    with httpx.Client(timeout=10) as client:
+        for _ in range(4):
+            wrong = {"Authorization": "Bearer wrong"}
+            assert client.post(f"{base}/rpc", json=STATUS, headers=wrong).status_code == 401
+        stale = {"Cookie": "gate_session=not-a-session", "Origin": base}
+        for _ in range(3):
+            assert client.post(f"{base}/rpc", json=STATUS, headers=stale).status_code == 401
+        for _ in range(3):
+            assert client.get(f"{base}/login?code=guess").status_code == 401
+        locked = client.post(f"{base}/rpc", json=STATUS, headers=bearer(node))
+        assert locked.status_code == 429
+        wait = int(locked.headers["retry-after"])
+        for _ in range(20):  # refused while locked: not counted
+            client.post(f"{base}/rpc", json=STATUS, headers={"Authorization": "Bearer wrong"})
+        assert int(client.post(f"{base}/rpc", json=STATUS).headers["retry-after"]) <= wait

@@ -53,6 +53,10 @@ def ask(k: Gatekeeper, **kw: object) -> int | None:
         ("0.0.0.0", "evil.example", False),
         ("0.0.0.0", "gate.example.net", True),
         ("::", "[2001:db8::1]:8145", True),
+        ("127.0.0.1", "LocalHost.:8145", True),
+        ("127.0.0.1", "evil.example.:8145", False),
+        ("127.0.0.1", "[::ffff:127.0.0.1]:8145", True),
+        ("127.0.0.1", "", False),
     ],
 )
 def test_host_rules(bound: str, host: str, ok: bool) -> None:
@@ -111,3 +115,15 @@ def test_an_expired_login_code_is_refused() -> None:
     clock.now += 11
     refusal = k.redeem(code, client="10.0.0.1")
     assert not isinstance(refusal, str) and refusal.status == 401
+
+
+def test_only_wrong_credentials_count_towards_the_lockout() -> None:
+    k = keeper()
+    for _ in range(3 * MAX_FAILURES):
+        assert ask(k, authorization=None) == 401  # no credential at all
+        assert ask(k, authorization="Bearer nope", origin="http://evil.example") == 403
+        assert ask(k, authorization="Bearer nope", host="evil.example") == 421
+    assert ask(k) is None
+    for _ in range(MAX_FAILURES):
+        assert ask(k, authorization=None, cookie_session="forged") == 401
+    assert ask(k) == 429

@@ -14,6 +14,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from gate_runner.components.api.proxy import Proxy, Receive, Scope, Send, send_error
+from gate_runner.components.sites import SitePolicy
 from gate_runner.providers.registry import ProviderRegistry
 from gate_runner.wire.openai import OpenAIError
 
@@ -22,6 +23,10 @@ _POST_ROUTES = {
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
 }
+# What a web app listed in listen.cors.origins may do and read.
+_CORS_METHODS = b"GET, POST, OPTIONS"
+_CORS_EXPOSE = b"x-request-id, x-gate-node, x-gate-provider, x-gate-attempts, retry-after"
+_CORS_MAX_AGE = b"600"
 _NO_PROVIDER_MESSAGE = (
     "no provider found on this node: start Ollama (port 11434) or LM Studio (port 1234), "
     "or add one under spec.providers.static in gate.yaml"
@@ -49,6 +54,41 @@ async def _send_json(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def _with_cors(send: Send, origin: bytes) -> Send:
+    """A send that marks the response readable by the page at ``origin``."""
+
+    async def cors_send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [
+                *message.get("headers", ()),
+                (b"access-control-allow-origin", origin),
+                (b"access-control-expose-headers", _CORS_EXPOSE),
+                (b"vary", b"Origin"),
+            ]
+        await send(message)
+
+    return cors_send
+
+
+async def _preflight(scope: Scope, send: Send, origin: bytes) -> None:
+    """Answer a CORS preflight from an allowed origin: any header the page asks for (the
+    openai JS client sends several of its own), and Chrome's private-network opt-in,
+    since the API usually sits on loopback and the page on the internet."""
+    headers = [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-methods", _CORS_METHODS),
+        (b"access-control-max-age", _CORS_MAX_AGE),
+        (b"vary", b"Origin, Access-Control-Request-Headers"),
+    ]
+    for name, value in scope["headers"]:
+        if name == b"access-control-request-headers":
+            headers.append((b"access-control-allow-headers", value))
+        elif name == b"access-control-request-private-network":
+            headers.append((b"access-control-allow-private-network", b"true"))
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class ApiApp:
     def __init__(
         self,
@@ -56,22 +96,66 @@ class ApiApp:
         proxy: Proxy,
         registry: ProviderRegistry,
         node_info: Callable[[], dict[str, Any]],
+        sites: SitePolicy,
         api_keys: frozenset[bytes] = frozenset(),
     ) -> None:
         self.proxy = proxy
         self.registry = registry
         self.api_keys = api_keys
+        self.sites = sites
         self._node_info = node_info
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             try:
+                origin = self._check_site(scope)
+                if origin is not None:
+                    if scope["method"] == "OPTIONS":
+                        await _preflight(scope, send, origin)
+                        return
+                    send = _with_cors(send, origin)
                 await self._http(scope, receive, send)
             except OpenAIError as e:
                 await send_error(send, e)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def _check_site(self, scope: Scope) -> bytes | None:
+        """Refuse what a web page sends on its own (DESIGN.md 7): a Host that is not ours
+        (DNS rebinding), and a request from a page whose origin is not listed in
+        listen.cors.origins. Returns the Origin of an allowed cross-origin caller, whose
+        response then carries CORS headers; None for the usual client, which sends none."""
+        host = origin = fetch_site = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"origin":
+                origin = value
+            elif name == b"sec-fetch-site":
+                fetch_site = value
+        sites = self.sites
+        # No Host at all is HTTP/1.0 from a script; a browser always sends one.
+        if host is not None and not sites.host_allowed(host.decode("latin-1")):
+            shown = host.decode("latin-1")[:100]
+            raise OpenAIError(
+                f"Host {shown!r} is not a name of this API",
+                status=421,
+                type="invalid_request_error",
+                code="misdirected_request",
+                hint="reach the API at 127.0.0.1 or localhost, or list the name in "
+                "spec.listen.apiHosts",
+            )
+        origin_text = None if origin is None else origin.decode("latin-1")
+        fetch_text = None if fetch_site is None else fetch_site.decode("latin-1").lower()
+        if sites.cross_site_refused(origin_text, fetch_text):
+            where = f"the web page at {origin_text[:100]!r}" if origin_text else "another site"
+            raise OpenAIError.forbidden(
+                f"a request from {where} was refused: web pages may not use this API",
+                code="cross_site_refused",
+                hint="to let a web app call the API, list its origin in spec.listen.cors.origins",
+            )
+        return origin
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

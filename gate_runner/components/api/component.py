@@ -18,6 +18,7 @@ from gate_runner.components.api.app import ApiApp
 from gate_runner.components.api.proxy import Proxy, RequestOutcome
 from gate_runner.components.base import RunContext, Services
 from gate_runner.components.httpserve import bind_tcp, serve_asgi
+from gate_runner.components.sites import SitePolicy
 from gate_runner.errors import PermanentError, TransientError
 from gate_runner.metrics import Metrics
 from gate_runner.spec import HostPort, NodeSpec, RoutingSpec
@@ -42,6 +43,12 @@ class ApiSlice:
     routing: RoutingSpec
     node_name: str
     max_request_body: int
+    body_timeout: float
+    hosts: tuple[str, ...]
+    cors_origins: tuple[str, ...]
+
+    def sites(self) -> SitePolicy:
+        return SitePolicy(bound_host=self.address.host, hosts=self.hosts, origins=self.cors_origins)
 
 
 @dataclass(slots=True)
@@ -78,6 +85,9 @@ class ApiComponent:
                 routing=spec.routing,
                 node_name=spec.name,
                 max_request_body=spec.limits.max_request_body,
+                body_timeout=spec.limits.body_timeout,
+                hosts=spec.listen.api_hosts,
+                cors_origins=spec.listen.cors_origins,
             )
         }
 
@@ -96,10 +106,12 @@ class ApiComponent:
         self._set_routing(slice_.routing)
         proxy.node_name = slice_.node_name
         proxy.max_body = slice_.max_request_body
+        proxy.body_timeout = slice_.body_timeout
         app = ApiApp(
             proxy=proxy,
             registry=services.providers,
             node_info=self._node_info,
+            sites=slice_.sites(),
             api_keys=_resolve_keys(slice_.api_keys),
         )
         sock = bind_tcp(slice_.address, what="spec.listen.api")
@@ -163,9 +175,11 @@ class ApiComponent:
             live.stop_serving = stop_new
             live.ctx.set_condition("Ready", True, "Listening", self._where(new.address, sock))
         live.app.api_keys = keys
+        live.app.sites = new.sites()
         self._set_routing(new.routing)
         live.proxy.node_name = new.node_name
         live.proxy.max_body = new.max_request_body
+        live.proxy.body_timeout = new.body_timeout
         return True
 
 

@@ -61,6 +61,7 @@ def build_app(
             authorization=conn.headers.get("authorization"),
             cookie_session=conn.cookies.get(SESSION_COOKIE),
             navigation=conn.scope["type"] == "http" and conn.scope["method"] in ("GET", "HEAD"),
+            fetch_site=conn.headers.get("sec-fetch-site"),
         )
 
     def guarded(endpoint: Endpoint) -> Endpoint:
@@ -104,7 +105,9 @@ def build_app(
     async def login(request: Request) -> Response:
         """The one-time link from `gate ui`: trade the code for a session cookie."""
         host_or_origin = gatekeeper.check_site(
-            host=request.headers.get("host", ""), origin=request.headers.get("origin")
+            host=request.headers.get("host", ""),
+            origin=request.headers.get("origin"),
+            fetch_site=request.headers.get("sec-fetch-site"),
         )
         if host_or_origin is not None:
             return _refusal_response(host_or_origin)

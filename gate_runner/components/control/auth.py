@@ -6,23 +6,30 @@ from __future__ import annotations
 __all__ = ("Gatekeeper", "Refusal", "SESSION_COOKIE")
 
 import hmac
-import ipaddress
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from gate_runner.components.sites import LOOPBACK_NAMES, SitePolicy, host_of
+
 SESSION_COOKIE = "gate_session"
 SESSION_TTL = 12 * 3600.0
 LOGIN_TTL = 120.0
-# Failed attempts allowed per client address in FAIL_WINDOW seconds. Past that, every
+# Wrong credentials allowed per client address in FAIL_WINDOW seconds. Past that, every
 # attempt from the address is refused (the right token too: otherwise guessing goes on at
-# full speed) until the window has room again.
+# full speed) until the window has room again. Only credentials presented and wrong count:
+# a request with none (what a cross-site <img> sends) or one refused for its Host or
+# Origin never does, so a web page cannot lock the owner out, and attempts refused during
+# a lockout do not count either, so it cannot be renewed forever.
 MAX_FAILURES = 10
 FAIL_WINDOW = 60.0
-_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 _MAX_TRACKED = 4096  # client addresses remembered; the oldest go first
+_NO_CREDENTIAL = (
+    "missing or wrong bearer token (it is in dataDir/control.token; "
+    "a browser logs in with the link from `gate ui`)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +37,6 @@ class Refusal:
     status: int
     message: str
     headers: Mapping[str, str]
-
-
-def _host_only(host_header: str) -> str:
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class Gatekeeper:
@@ -64,13 +56,18 @@ class Gatekeeper:
         self._clock = clock
         self._scheme = "https" if tls else "http"
         self._port = port
-        names = set(_LOOPBACK_NAMES)
+        extra = [o.rstrip("/").lower() for o in extra_origins]
+        names = set(LOOPBACK_NAMES)
         if bound_host not in ("0.0.0.0", "::"):
             names.add(bound_host.lower())
-        self._wildcard = bound_host in ("0.0.0.0", "::")
-        self._host_names = names
-        self._origins = {o.rstrip("/").lower() for o in extra_origins}
-        self._origins |= {f"{self._scheme}://{self._netloc(n)}" for n in names}
+        # The control address is always an origin of its own; the extra origins are names
+        # a reverse proxy or a DNS name puts in front of it, so they are hosts too.
+        own = [f"{self._scheme}://{self._netloc(n)}" for n in names]
+        self._sites = SitePolicy(
+            bound_host=bound_host,
+            hosts=[host_of(o.split("://", 1)[1]) for o in extra],
+            origins=[*own, *extra],
+        )
         self._logins: dict[str, float] = {}  # one-time code -> expiry
         self._sessions: dict[str, float] = {}  # session id -> expiry
         self._failures: dict[str, deque[float]] = {}
@@ -80,7 +77,8 @@ class Gatekeeper:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self._wildcard or "127.0.0.1" in self._host_names else "localhost"
+        sites = self._sites
+        host = "127.0.0.1" if sites.wildcard or "127.0.0.1" in sites.names else "localhost"
         return f"{self._scheme}://{self._netloc(host)}"
 
     # -- checks -----------------------------------------------------------------------
@@ -88,27 +86,21 @@ class Gatekeeper:
     def host_allowed(self, host_header: str) -> bool:
         """A DNS-rebinding page reaches us under its own name; the Host header gives it
         away. On a wildcard bind any literal address of ours is fine, names are not."""
-        host = _host_only(host_header)
-        if host in self._host_names or host.startswith("127."):
-            return True
-        if self._wildcard:
-            return _is_ip(host) or any(
-                o.split("://", 1)[1].rsplit(":", 1)[0] == host for o in self._origins
-            )
-        return False
+        return self._sites.host_allowed(host_header)
 
     def origin_allowed(self, origin: str | None) -> bool:
         """No Origin: not a browser (the CLI, curl). A browser's must be ours exactly."""
-        if origin is None:
-            return True
-        return origin.rstrip("/").lower() in self._origins
+        return origin is None or self._sites.origin_allowed(origin)
 
-    def check_site(self, *, host: str, origin: str | None) -> Refusal | None:
+    def check_site(
+        self, *, host: str, origin: str | None, fetch_site: str | None = None
+    ) -> Refusal | None:
         """The DNS-rebinding and cross-site checks alone (the login link has no token)."""
         if not self.host_allowed(host):
             return Refusal(421, f"Host {host[:100]!r} is not this node's control address", {})
-        if not self.origin_allowed(origin):
-            return Refusal(403, f"cross-site request from Origin {str(origin)[:100]!r} refused", {})
+        if self._sites.cross_site_refused(origin, fetch_site):
+            where = f"Origin {origin[:100]!r}" if origin is not None else "another site"
+            return Refusal(403, f"cross-site request from {where} refused", {})
         return None
 
     def check(
@@ -120,11 +112,12 @@ class Gatekeeper:
         authorization: str | None,
         cookie_session: str | None,
         navigation: bool = False,
+        fetch_site: str | None = None,
     ) -> Refusal | None:
         """None when the request may go on; otherwise what to answer. ``navigation`` is a
         GET of a page: a browser sends no Origin then, and SameSite=Strict has kept the
         cookie off any cross-site request already."""
-        refusal = self.check_site(host=host, origin=origin)
+        refusal = self.check_site(host=host, origin=origin, fetch_site=fetch_site)
         if refusal is not None:
             return refusal
         wait = self._locked_for(client)
@@ -133,22 +126,20 @@ class Gatekeeper:
         if authorization is not None:
             if hmac.compare_digest(authorization.encode(), self._token):
                 return None
-        elif cookie_session is not None and self._session_valid(cookie_session):
+            return self.failed(client)
+        if cookie_session is not None:
+            if not self._session_valid(cookie_session):
+                return self.failed(client)
             # A cookie rides along on any request the browser makes: only a same-origin
             # page (Origin present and ours, checked above) may use it.
             if origin is not None or navigation:
                 return None
-        return self.failed(client)
+        return Refusal(401, _NO_CREDENTIAL, {"WWW-Authenticate": "Bearer"})
 
     def failed(self, client: str) -> Refusal:
-        """Count a failed attempt and say what to fix."""
+        """Count a wrong credential and say what to fix."""
         self._count_failure(client)
-        return Refusal(
-            401,
-            "missing or wrong bearer token (it is in dataDir/control.token; "
-            "a browser logs in with the link from `gate ui`)",
-            {"WWW-Authenticate": "Bearer"},
-        )
+        return Refusal(401, _NO_CREDENTIAL, {"WWW-Authenticate": "Bearer"})
 
     def _too_many(self, wait: float) -> Refusal:
         seconds = max(1, int(wait + 0.999))
