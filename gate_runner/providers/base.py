@@ -116,6 +116,9 @@ class Reply:
     # Set by a backend that is another Gate node: who actually answered, from its headers.
     node: str | None = None
     provider: str | None = None
+    # More response headers to pass on to the client (names lowercase): Retry-After, and a
+    # peer's own X-Gate-* headers.
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class Backend(Protocol):

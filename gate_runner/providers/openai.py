@@ -134,12 +134,15 @@ class OpenAIBackend:
         stream = content_type.startswith(b"text/event-stream")
         # A JSON answer usually came whole with its head: hand it on without more reads.
         first = b"" if stream else response.receive_buffered()
+        # A hosted API's 429 says when to come back; the client should hear it.
+        retry_after = response.header(b"retry-after") if status == 429 else None
         return Reply(
             status=status,
             content_type=content_type,
             stream=stream,
             body=OneChunk(first) if response.done else RawBody(response, first),
             content_length=int(length) if length and length.isdigit() else None,
+            headers=((b"retry-after", retry_after),) if retry_after else (),
         )
 
     async def _get_json(self, path: str) -> Any:

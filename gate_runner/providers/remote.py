@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = ("RemoteBackend",)
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -24,6 +23,22 @@ _PATHS: dict[Operation, str] = {
     "embeddings": "/v1/embeddings",
 }
 _RETRYABLE = {502, 503, 504}
+
+
+# Headers of the peer's answer that the router sets itself, from Reply's fields or its own.
+_OWN_HEADERS = frozenset(
+    {"content-type", "content-length", "x-gate-node", "x-gate-provider", "x-gate-attempts"}
+)
+
+
+def _passed_on(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
+    """The peer's Retry-After (its rate limit) and X-Gate-* headers, for our client."""
+    kept = []
+    for name, value in headers:
+        key = name.lower()
+        if key not in _OWN_HEADERS and (key == "retry-after" or key.startswith("x-gate-")):
+            kept.append((key.encode("latin-1"), value.encode("latin-1")))
+    return tuple(kept)
 
 
 class _PeerBody:
@@ -66,11 +81,8 @@ class RemoteBackend:
     async def open(self, request: UpstreamRequest) -> AsyncIterator[Reply]:
         from gate_runner.p2p import FrameError, StreamError
 
-        parsed = request.parsed
-        # "name@peer" reaches the peer as plain "name"; otherwise the bytes go as they came.
+        # "name@peer" arrives here as plain "name": the router rewrote the body.
         body = request.raw_body
-        if parsed.peer is not None:
-            body = json.dumps(parsed.body_for(parsed.model)).encode()
         # The receiving node serves a peer's request with its own engines only (the p2p
         # component scopes it so), so a request travels one hop and never loops.
         headers = [("content-type", "application/json")]
@@ -102,6 +114,7 @@ class RemoteBackend:
                     content_length=int(length) if length and length.isdigit() else None,
                     node=response.header("x-gate-node"),
                     provider=response.header("x-gate-provider"),
+                    headers=_passed_on(response.headers),
                 )
         except errors as e:
             raise UpstreamConnectError(f"peer {self.peer_name}: {e}") from e

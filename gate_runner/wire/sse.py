@@ -3,7 +3,7 @@ a stream cut at arbitrary points (the WHATWG event-stream grammar)."""
 
 from __future__ import annotations
 
-__all__ = ("DONE", "SSEEvent", "SSEParser", "encode_event", "encode_json")
+__all__ = ("DONE", "SSEEvent", "SSEParser", "StreamEnd", "encode_event", "encode_json")
 
 import json
 import re
@@ -35,6 +35,38 @@ def encode_event(data: bytes | str, *, event: str | None = None, id: str | None 
 def encode_json(obj: object) -> bytes:
     """One ``data:`` event holding ``obj`` as compact JSON (never more than one line)."""
     return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+# What only a finished stream carries: the sentinel, a non-null finish reason (JSON with or
+# without spaces), or an error event that already told the client what went wrong.
+_ENDINGS = (b"[DONE]", b'"finish_reason":"', b'"finish_reason": "', b'data: {"error"')
+_CARRY = max(map(len, _ENDINGS)) - 1
+
+
+class StreamEnd:
+    """Watches an OpenAI-style SSE stream pass, to tell an ending from a cut.
+
+    A stream framed by the connection's close has no end of its own: a server that dies
+    mid-generation looks like one that finished. Not every server sends ``[DONE]`` (DESIGN.md
+    12), but every finished completion has a finish reason, so a stream with neither was cut.
+    Bytes are scanned, never parsed, and the last few bytes of each chunk are kept, since a
+    chunk may end in the middle of a marker.
+    """
+
+    __slots__ = ("finished", "_tail")
+
+    def __init__(self) -> None:
+        self.finished = False
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self.finished:
+            return
+        window = self._tail + chunk if self._tail else chunk
+        if any(marker in window for marker in _ENDINGS):
+            self.finished = True
+            return
+        self._tail = window[-_CARRY:]
 
 
 @dataclass(frozen=True)

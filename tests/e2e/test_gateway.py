@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from gate_runner.identity import Identity
 from tests.llm.engine import LlamaServer
 from tests.rig import GateNode, ServerProcess, free_port, run_gate
 
@@ -304,6 +305,26 @@ def test_failing_providers_get_the_right_errors(
         assert cut.status_code == 200
         events = [line for line in cut.iter_lines() if line.startswith("data: ")]
     assert '"error"' in events[-1], events
+    # Framed by the connection's close, a cut stream must not pass as a clean end ...
+    with httpx.stream(
+        "POST",
+        url,
+        json={"model": "cut-eof", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    ) as cut_eof:
+        assert cut_eof.status_code == 200
+        events = [line for line in cut_eof.iter_lines() if line.startswith("data: ")]
+    assert len(events) == 3 and '"error"' in events[-1], events
+    assert "finish reason" in json.loads(events[-1][6:])["error"]["message"]
+    # ... while one that finished without [DONE] is a success.
+    with httpx.stream(
+        "POST",
+        url,
+        json={"model": "eof-done", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        timeout=30,
+    ) as finished:
+        events = [line for line in finished.iter_lines() if line.startswith("data: ")]
+    assert len(events) == 3 and not any('"error"' in e for e in events), events
     ok = post("ok")
     assert ok.status_code == 200, ok.text
     # Each failure was retried (maxAttempts 3) before the answer went out.
@@ -311,6 +332,8 @@ def test_failing_providers_get_the_right_errors(
     by_model = {r["model"]: r for r in records}
     assert by_model["hang"]["attempts"] == 3 and by_model["hang"]["status"] == 504
     assert by_model["cut"]["status"] == 502 and "mid-response" in by_model["cut"]["error"]
+    assert by_model["cut-eof"]["status"] == 502 and "[DONE]" in by_model["cut-eof"]["error"]
+    assert by_model["eof-done"]["status"] == 200
     assert node.status() is not None  # still serving
 
 
@@ -729,3 +752,37 @@ def test_a_client_leaving_a_slow_non_streamed_request_cancels_the_upstream(
     (record,) = node.rpc("requests.list", {"limit": 1})
     assert record["model"] == "hang" and record["status"] == 499
     assert record["error"] == "client disconnected"
+
+
+def test_a_target_of_this_node_and_conflicting_targets(
+    tmp_path: Path, node_factory: type[GateNode], bad_upstream: ServerProcess
+) -> None:
+    """``model@<this node>`` reaches the local engine as plain ``model``; a model suffix and
+    an X-Target-Node header that name two different nodes are refused, naming both."""
+    bob = Identity.generate().node_id.peer_id
+    node = node_factory(
+        tmp_path,
+        extra=providers(f"{{name: bad, kind: openai, url: '{bad_upstream.url}/v1'}}")
+        + f"  peers:\n    - {{name: bob, id: {bob}}}\n",
+    )
+    node.start()
+    node.wait_for(lambda: node.component_ready("p2p/p2p"), timeout=15, what="p2p up")
+    url = f"{api(node)}/v1/chat/completions"
+    me = node.rpc("identity.show")
+
+    def post(model: str, **headers: str) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": "x"}]}
+        return httpx.post(url, json=body, headers=headers, timeout=30)
+
+    for own in ("test-node", me["hex"], me["peerId"]):
+        answer = post(f"ok@{own}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == "ok"  # the upstream saw the name without the suffix
+        assert answer.headers["x-gate-node"] == "test-node"
+    # The header and the suffix agree (one node, two of its names): fine.
+    assert post(f"ok@{me['hex']}", **{"X-Target-Node": "test-node"}).status_code == 200
+    conflict = post("ok@test-node", **{"X-Target-Node": "bob"})
+    assert conflict.status_code == 400
+    error = conflict.json()["error"]
+    assert error["code"] == "conflicting_target" and error["param"] == "model"
+    assert "'test-node'" in error["message"] and "'bob'" in error["message"]

@@ -7,6 +7,10 @@ node registers it as healthy; ``POST`` then misbehaves by model:
   until the client closes the connection, and those received in all (``hung``).
 - ``garbage``: answers bytes that are not HTTP.
 - ``cut``: starts an SSE stream, sends two events, then closes the connection.
+- ``cut-eof``: the same with the stream framed by the connection's close (no length, not
+  chunked), so the cut looks like an end unless the events are read.
+- ``eof-done``: a close-framed stream that finishes (a finish reason) without ``[DONE]``,
+  as some servers end theirs.
 - ``ok``: a normal JSON chat completion.
 - ``slow``: an SSE stream of 200 events, 20 ms apart; ``/stats`` counts those in progress,
   so a test can see that a client's disconnect reached the upstream.
@@ -23,7 +27,7 @@ import sys
 
 import trio
 
-MODELS = ("hang", "garbage", "cut", "ok", "slow")
+MODELS = ("hang", "garbage", "cut", "cut-eof", "eof-done", "ok", "slow")
 OPEN = 0
 STREAMING = 0  # `slow` streams in progress
 HANGING = 0  # `hang` requests being held
@@ -138,6 +142,19 @@ async def handle(stream: trio.SocketStream) -> None:
                 for word in ("one", "two"):
                     event = _chunk(model, word)
                     await stream.send_all(b"%x\r\n%s\r\n" % (len(event), event))
+                await trio.sleep(0.05)
+                return
+            if model in ("cut-eof", "eof-done"):
+                await stream.send_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"connection: close\r\n\r\n"
+                )
+                for word in ("one", "two"):
+                    await stream.send_all(_chunk(model, word))
+                if model == "eof-done":
+                    last = json.loads(_chunk(model, "")[6:])
+                    last["choices"][0]["finish_reason"] = "stop"
+                    await stream.send_all(b"data: " + json.dumps(last).encode() + b"\n\n")
                 await trio.sleep(0.05)
                 return
             if model == "slow":

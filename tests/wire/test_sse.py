@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gate_runner.wire.sse import DONE, SSEEvent, SSEParser, encode_event, encode_json
+from gate_runner.wire.sse import DONE, SSEEvent, SSEParser, StreamEnd, encode_event, encode_json
 
 
 def parse_all(chunks: list[bytes]) -> list[SSEEvent]:
@@ -139,3 +139,25 @@ def test_encode_then_parse_round_trips(
         for data, event in pairs
     ]
     assert parsed == expected
+
+
+@pytest.mark.parametrize(
+    ("chunks", "finished"),
+    [
+        ([b'data: {"choices":[{"finish_reason":null}]}\n\n'], False),
+        ([b'data: {"choices":[{"finish_reason":"stop"}]}\n\n'], True),
+        ([b'data: {"choices": [{"finish_reason": "length"}]}\n\n'], True),
+        ([b"data: {}\n\n", b"data: [DONE]\n\n"], True),
+        ([b'data: {"error":{"message":"x"}}\n\n'], True),
+        # Markers cut between two chunks are still seen.
+        ([b'data: {"choices":[{"finish_rea', b'son":"stop"}]}\n\n'], True),
+        ([b"data: [DO", b"NE]\n\n"], True),
+        ([b"data: [DO", b"", b"NE]\n\n"], True),
+        ([b'data: {"x":"[DON'], False),
+    ],
+)
+def test_stream_end_tells_an_ending_from_a_cut(chunks: list[bytes], finished: bool) -> None:
+    end = StreamEnd()
+    for chunk in chunks:
+        end.feed(chunk)
+    assert end.finished is finished

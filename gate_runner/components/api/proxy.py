@@ -21,11 +21,12 @@ from gate_runner.components.api.late import LateWatcher, Ticket
 from gate_runner.httpclient import (
     ResponseTooLarge,
     UpstreamAborted,
+    UpstreamClosed,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
 )
-from gate_runner.peers import PeerTable
+from gate_runner.peers import PeerState, PeerTable
 from gate_runner.providers.base import Operation, Reply, UpstreamRequest
 from gate_runner.providers.registry import ProviderEntry, ProviderRegistry
 from gate_runner.routing import full_jitter, order_targets
@@ -40,7 +41,7 @@ from gate_runner.wire.openai import (
     validate_completion,
     validate_embeddings,
 )
-from gate_runner.wire.sse import encode_json
+from gate_runner.wire.sse import StreamEnd, encode_json
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -63,6 +64,9 @@ CLIENT_CLOSED = 499  # nginx's code for "the client went away first"
 # A failed attempt counts in the latency average as this slow, so the load-aware order moves
 # a failing target behind the ones that answer, before its breaker even opens.
 FAILURE_PENALTY = 1.0
+# An offline peer is redialed at once and then with backoff; its link usually comes back
+# within seconds, or not soon at all.
+PEER_RETRY_AFTER = 5.0
 _UNGUARDED = contextlib.nullcontext()
 
 
@@ -172,6 +176,7 @@ class Proxy:
         self.routing = routing
         self.node_name = node_name
         self.max_body = max_body
+        self.body_timeout = 30.0  # spec.limits.bodyTimeout
         self._on_start = on_start
         self._on_done = on_done  # (outcome, started wall time, latency seconds)
         self.late = LateWatcher()
@@ -203,6 +208,9 @@ class Proxy:
             outcome.stream = bool(getattr(parsed, "stream", False))
             target = self._target(parsed, scope)
             outcome.target = target
+            if parsed.peer is not None:
+                # "name@peer" goes on as plain "name", to the peer or to our own engines.
+                body = json.dumps(parsed.body_for(parsed.model)).encode()
             if outcome.stream or not self.late.running:
                 request = UpstreamRequest(op, parsed, body, outcome.request_id)
                 await self._with_disconnect(request, outcome, receive, send, began)
@@ -241,25 +249,51 @@ class Proxy:
             self._on_done(outcome, started_wall, time.perf_counter() - began)
 
     async def _read_body(self, receive: Receive) -> bytes:
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise OpenAIError(
-                    f"the request body is over {self.max_body} bytes",
-                    status=413,
-                    type="invalid_request_error",
-                    code="request_too_large",
-                    hint="raise spec.limits.maxRequestBody if such requests are expected",
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        """The whole request body, within spec.limits.bodyTimeout (408 past it), so that a
+        client trickling its body cannot hold a connection for as long as it likes.
+
+        A deadline costs a cancel scope, about as much as the rest of reading the request
+        (DESIGN.md 13), and the body has nearly always arrived with the head: hypercorn
+        queues it on a trio memory channel before the app runs, so what is queued is taken
+        without waiting, and only a body still on its way is waited for under a deadline.
+        """
+        chunks: list[bytes] = []
+        channel = getattr(receive, "__self__", None)
+        if isinstance(channel, trio.MemoryReceiveChannel):
+            while True:
+                try:
+                    message = channel.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                if self._body_part(message, chunks):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        with trio.move_on_after(self.body_timeout):
+            while True:
+                if self._body_part(await receive(), chunks):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        raise OpenAIError(
+            f"the request body did not arrive within {self.body_timeout:g}s",
+            status=408,
+            type="invalid_request_error",
+            code="request_timeout",
+            hint="send the whole body at once, or raise spec.limits.bodyTimeout",
+        )
+
+    def _body_part(self, message: MutableMapping[str, Any], chunks: list[bytes]) -> bool:
+        """Take one ASGI receive message; True once the body is complete."""
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        if sum(map(len, chunks)) > self.max_body:
+            raise OpenAIError(
+                f"the request body is over {self.max_body} bytes",
+                status=413,
+                type="invalid_request_error",
+                code="request_too_large",
+                hint="raise spec.limits.maxRequestBody if such requests are expected",
+            )
+        return not message.get("more_body", False)
 
     def _target(self, parsed: _Parsed, scope: Scope) -> str | None:
         """Where this request may go: LOCAL, a peer id, or None for anywhere.
@@ -273,21 +307,32 @@ class Proxy:
             if not decision.allowed:
                 raise OpenAIError.forbidden(decision.reason, code="model_not_shared")
             return LOCAL
-        target = parsed.peer
+        header = None
         for name, value in scope["headers"]:
             if name == b"x-target-node":
-                target = value.decode("latin-1").strip()
-        if not target:
-            return None
-        if target == self.node_name or target in self.self_names:
+                header = value.decode("latin-1").strip() or None
+        by_model = None if parsed.peer is None else self._resolve(parsed.peer, "model")
+        by_header = None if header is None else self._resolve(header, None)
+        if by_model is not None and by_header is not None and by_model != by_header:
+            raise OpenAIError.invalid_request(
+                f"the model names node {parsed.peer!r} but X-Target-Node names {header!r}",
+                param="model",
+                code="conflicting_target",
+                hint="name the node once: drop the @peer suffix or the X-Target-Node header",
+            )
+        return by_model or by_header
+
+    def _resolve(self, ref: str, param: str | None) -> str:
+        """A node reference: LOCAL for this node's own names, else a declared peer's id."""
+        if ref == self.node_name or ref in self.self_names:
             return LOCAL
-        peer = self.peers.find(target) if self.peers is not None else None
+        peer = self.peers.find(ref) if self.peers is not None else None
         if peer is None:
             raise OpenAIError(
-                f"unknown target node {target!r}",
+                f"unknown target node {ref!r}",
                 status=404,
                 type="invalid_request_error",
-                param="model" if parsed.peer else None,
+                param=param,
                 code="node_not_found",
                 hint="name a peer from spec.peers (by name, peer id or hex id), or drop the "
                 "@peer suffix / X-Target-Node header",
@@ -340,17 +385,12 @@ class Proxy:
             entries = [e for e in entries if e.local]
         elif target is not None:
             entries = [e for e in entries if e.peer_id == target]
+            if not entries:
+                # A connected peer that did not offer the model is asked anyway: it knows
+                # why (not shared with us, or no such model) and says so in its answer.
+                entries = [e for e in self.registry.entries() if e.peer_id == target]
         if not entries:
-            if not self.registry.entries():
-                raise OpenAIError.no_provider(
-                    "no provider is configured or discovered on this node",
-                    hint="start Ollama (port 11434) or LM Studio (port 1234), or add one under "
-                    "spec.providers.static in gate.yaml",
-                )
-            where = "" if target is None else " on that node" if target != LOCAL else " here"
-            raise OpenAIError.model_not_found(
-                model, hint=f"no provider serves it{where}; list models with GET /v1/models"
-            )
+            raise self._not_served(model, target)
         if len(entries) == 1 and (entries[0].local or self.routing.strategy != "local-only"):
             return entries  # the usual case: nothing to order
         return order_targets(
@@ -434,6 +474,44 @@ class Proxy:
             )
         raise _upstream_error(last_error, last_provider) from last_error
 
+    def _not_served(self, model: str, target: str | None) -> OpenAIError:
+        """Why no provider can take the request: a peer that is offline (its models are
+        known from its last hello), no provider at all, or no such model."""
+        offline = self._offline_peers(model, target)
+        if offline:
+            names = ", ".join(p.name for p in offline)
+            what = f"peer {names} is" if len(offline) == 1 else f"peers {names} are"
+            return OpenAIError(
+                f"{what} offline" + (f" (it offered {model!r})" if target is None else ""),
+                status=503,
+                type="api_error",
+                code="peer_offline",
+                retry_after=PEER_RETRY_AFTER,
+                hint="`gate peers ls` shows the link and its last error",
+            )
+        if not self.registry.entries():
+            return OpenAIError.no_provider(
+                "no provider is configured or discovered on this node",
+                hint="start Ollama (port 11434) or LM Studio (port 1234), or add one under "
+                "spec.providers.static in gate.yaml",
+            )
+        where = "" if target is None else " on that node" if target != LOCAL else " here"
+        return OpenAIError.model_not_found(
+            model, hint=f"no provider serves it{where}; list models with GET /v1/models"
+        )
+
+    def _offline_peers(self, model: str, target: str | None) -> list[PeerState]:
+        if self.peers is None or target == LOCAL:
+            return []
+        if target is not None:
+            peer = self.peers.get(target)
+            return [peer] if peer is not None and peer.state != "connected" else []
+        return [
+            p
+            for p in self.peers.all()
+            if p.declared and p.state != "connected" and model in p.models
+        ]
+
     @staticmethod
     def _next_allowed(candidates: list[ProviderEntry], start: int) -> ProviderEntry | None:
         n = len(candidates)
@@ -457,6 +535,8 @@ class Proxy:
             headers.append((b"cache-control", b"no-cache"))
         elif reply.content_length is not None:
             headers.append((b"content-length", b"%d" % reply.content_length))
+        if reply.headers:
+            headers.extend(reply.headers)
         outcome.status = reply.status
         outcome.node = reply.node
         outcome.head_sent = True
@@ -477,13 +557,18 @@ class Proxy:
         together). Usage is picked out of the bytes, never by re-encoding events."""
         usage = reply.usage
         body = reply.body
+        end = StreamEnd()
         try:
             while chunk := await body.receive():
                 if outcome.ttft is None:
                     outcome.ttft = time.perf_counter() - began
                 if b'"usage"' in chunk:
                     usage = _sniff_usage(chunk) or usage
+                end.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not end.finished and reply.status == 200:
+                # Framed by the connection's close, a cut looks like an end (StreamEnd).
+                raise UpstreamClosed("the stream ended without a finish reason or [DONE]")
         except UpstreamError as e:
             outcome.status = 502
             outcome.error = f"provider {provider} failed mid-response: {e}"
