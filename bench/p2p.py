@@ -249,6 +249,7 @@ def start_nodes(
             for name, port in upstreams
         )
         + f"  peers:\n    - {{name: {B_NAME}, id: {b_id.node_id.peer_id}}}\n"
+        + f"  trust:\n    allow: [{{peer: {B_NAME}}}]\n"  # B uses A's engines
     )
     a = _node(procs.workdir, A_NAME, a_id, a_extra)
     b_extra = (
@@ -678,7 +679,8 @@ def _header(layout: Layout) -> None:
     print(
         "- direct: client -> A's API -> upstream. hop: client -> B's API -> libp2p "
         "(/gate/http/1, warm pooled streams) -> A -> upstream; B has no provider and lists A "
-        "under spec.peers. Both nodes run `gate up` with logging at warning"
+        "under spec.peers; A trusts B (spec.trust.allow). Both nodes run `gate up` with logging "
+        "at warning"
     )
     print(
         f"- load generators: a blocking Python HTTP/1.1 client (bench/_loadgen.py) for the c=1 "

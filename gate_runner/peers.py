@@ -1,4 +1,5 @@
-"""What this node knows about its peers right now: link state, RTT, models offered, traffic."""
+"""What this node knows about its peers right now: link state, RTT, models offered (both
+ways), traffic."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from gate_runner.trust import Grant
 
 if TYPE_CHECKING:
     from gate_runner.events import EventBus
@@ -25,6 +28,10 @@ class PeerState:
     connection: str | None = None  # direct | relayed
     last_rtt_ms: float | None = None
     models: tuple[str, ...] = ()  # what it offers to us (its hello)
+    # The models are its last offer, not routable now: kept while it is away, so that the
+    # router can answer "peer offline" (503) for them rather than "no such model" (404).
+    models_stale: bool = False
+    grant: Grant | None = None  # what it may use of ours; None: nothing (not trusted)
     remote_name: str | None = None  # the name it gives itself
     version: str | None = None
     load: int = 0  # its outstanding requests, from its hello
@@ -58,6 +65,10 @@ class PeerState:
             "connection": self.connection,
             "lastRttMs": None if self.last_rtt_ms is None else round(self.last_rtt_ms, 2),
             "models": list(self.models),
+            "modelsStale": self.models_stale,
+            "trusted": self.grant is not None,
+            "sharedModels": None if self.grant is None else list(self.grant.models),
+            "rateLimit": self._rate_limit(),
             "remoteName": self.remote_name,
             "version": self.version,
             "load": self.load,
@@ -68,6 +79,12 @@ class PeerState:
             "lastError": self.last_error,
             "since": self.since,
         }
+
+    def _rate_limit(self) -> dict[str, int | None] | None:
+        limit = self.grant.rate_limit if self.grant is not None else None
+        if limit is None:
+            return None
+        return {"requestsPerMinute": limit.requests_per_minute, "concurrent": limit.concurrent}
 
 
 class PeerTable:

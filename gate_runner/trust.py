@@ -6,7 +6,7 @@ name or id the request claims. Pure logic plus a clock, so it is tested without 
 
 from __future__ import annotations
 
-__all__ = ("Decision", "RateLimiter", "TrustPolicy")
+__all__ = ("Decision", "Grant", "RateLimiter", "TrustPolicy")
 
 import fnmatch
 import time
@@ -27,45 +27,94 @@ class Decision:
 _OK = Decision(True)
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one peer may use of this node: model globs (``("*",)`` for all) and its limits."""
+
+    models: tuple[str, ...] = ("*",)
+    rate_limit: RateLimit | None = None
+
+
+_ALL = Grant()
+
+
 class TrustPolicy:
-    """The trust section of one spec generation, indexed by peer id."""
+    """The trust section of one spec generation, indexed by peer id.
+
+    Knowing a peer (``spec.peers``) and trusting it (a ``trust.allow`` rule) are separate
+    choices: a node adds a friend to use the friend's engines, and that alone must not open
+    its own. So in ``friends`` mode only peers with a rule may use this node; in ``public``
+    mode anyone may, and a rule only narrows a named peer's models and sets its limits.
+    """
 
     def __init__(self, trust: TrustSpec, peers: Iterable[PeerSpec]) -> None:
         self.mode = trust.mode
         self._names = {p.id: p.name for p in peers}
-        rules = {r.peer: r for r in trust.allow}
-        self._models = {
-            pid: rules[name].models for pid, name in self._names.items() if name in rules
+        ids = {name: pid for pid, name in self._names.items()}
+        # The spec's validation makes every rule name a declared peer; one that does not
+        # (a spec built in code) grants nothing, since it names no one we can authenticate.
+        self._grants = {
+            ids[r.peer]: Grant(r.models, r.rate_limit) for r in trust.allow if r.peer in ids
         }
-        self.limits: dict[str, RateLimit] = {}
-        for pid, name in self._names.items():
-            limit = rules[name].rate_limit if name in rules else None
-            if limit is not None:
-                self.limits[pid] = limit
+        self.limits: dict[str, RateLimit] = {
+            pid: g.rate_limit for pid, g in self._grants.items() if g.rate_limit is not None
+        }
 
     def name_of(self, peer_id: str) -> str | None:
         return self._names.get(peer_id)
+
+    def grant(self, peer_id: str) -> Grant | None:
+        """What this peer may use of this node; None when it may use nothing."""
+        if not self.admit(peer_id).allowed:
+            return None
+        return self._grants.get(peer_id, _ALL)
+
+    def untrusted(self) -> tuple[str, ...]:
+        """Names of declared peers that may not use this node for want of a rule (friends
+        mode): worth a warning, since declaring a peer used to be enough."""
+        if self.mode != "friends":
+            return ()
+        return tuple(sorted(n for pid, n in self._names.items() if pid not in self._grants))
 
     def admit(self, peer_id: str) -> Decision:
         """May this peer use the node at all?"""
         if self.mode == "private":
             return Decision(False, 403, "this node is private (spec.trust.mode: private)")
-        if self.mode == "friends" and peer_id not in self._names:
-            return Decision(False, 403, "not a friend of this node (not in its spec.peers)")
-        return _OK
+        if self.mode == "public" or peer_id in self._grants:
+            return _OK
+        name = self._names.get(peer_id)
+        if name is None:
+            return Decision(
+                False,
+                403,
+                f"peer {peer_id} is not a friend of this node (not in its spec.peers): "
+                f"its operator can let it in with `gate peers add NAME {peer_id} --trusted`",
+            )
+        return Decision(
+            False,
+            403,
+            f"peer {name} is known but not trusted: add `{{peer: {name}}}` under "
+            f"spec.trust.allow on this node, or re-add it with `gate peers rm {name}` and "
+            f"`gate peers add {name} {peer_id} --trusted`",
+        )
 
     def may_use(self, peer_id: str, model: str) -> Decision:
-        decision = self.admit(peer_id)
-        if not decision.allowed:
-            return decision
-        patterns = self._models.get(peer_id)
-        if patterns is None or any(fnmatch.fnmatchcase(model, p) for p in patterns):
+        grant = self.grant(peer_id)
+        if grant is None:
+            return self.admit(peer_id)
+        if any(fnmatch.fnmatchcase(model, p) for p in grant.models):
             return _OK
-        return Decision(False, 403, f"model {model!r} is not shared with this peer")
+        name = self._names.get(peer_id, peer_id)
+        return Decision(
+            False,
+            403,
+            f"model {model!r} is not shared with peer {name} "
+            f"(its spec.trust.allow rule lists {', '.join(grant.models)})",
+        )
 
     def offered(self, peer_id: str, models: Iterable[str]) -> list[str]:
         """The models to advertise to a peer: only those it may use."""
-        if not self.admit(peer_id).allowed:
+        if self.grant(peer_id) is None:
             return []
         return [m for m in models if self.may_use(peer_id, m).allowed]
 

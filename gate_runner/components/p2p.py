@@ -12,7 +12,7 @@ import importlib
 import json
 import logging
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,8 +27,8 @@ from gate_runner.providers.base import Health, ModelInfo
 from gate_runner.providers.remote import RemoteBackend
 from gate_runner.spec import NodeSpec, PeerSpec, TrustSpec
 from gate_runner.state.peerbook import PeerBook
-from gate_runner.trust import RateLimiter, TrustPolicy
-from gate_runner.wire.openai import OpenAIError
+from gate_runner.trust import Decision, RateLimiter, TrustPolicy
+from gate_runner.wire.openai import OpenAIError, parse_model_target
 
 if TYPE_CHECKING:
     from gate_runner.p2p import P2PHost, P2PHttpClient, P2PRequest, P2PStream, ResponseSender
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HELLO_PROTOCOL = "/gate/hello/1"
+HELLO_VERSION = 1  # the protocol's version, all a peer that may not use us is told
 HELLO_INTERVAL = 5.0  # also the keepalive: a link whose hellos fail is dropped and redialed
 HELLO_TIMEOUT = 5.0
 HELLO_FAILURES_BEFORE_DROP = 3
@@ -76,6 +77,7 @@ class P2PComponent:
         # While the instance loads py-libp2p, in-place updates land here and are applied
         # as soon as the host is up.
         self._loading: P2PSlice | None = None
+        self._warned: tuple[str, ...] = ()  # the untrusted peers last warned of
 
     def desired(self, spec: NodeSpec) -> Mapping[str, P2PSlice]:
         return {
@@ -93,6 +95,7 @@ class P2PComponent:
         # report started before it, so that the node is ready (control, API, local engines)
         # in well under 2 s while its P2P side comes up. Ready turns true once listening.
         ctx.set_condition("Ready", False, "Loading", "importing py-libp2p")
+        self._policy(slice_)  # warn of untrusted peers now, not once libp2p has loaded
         self._loading = slice_
         task_status.started()
         p2p = await anyio.to_thread.run_sync(importlib.import_module, "gate_runner.p2p")
@@ -110,9 +113,7 @@ class P2PComponent:
             async with anyio.create_task_group() as tg:
                 await tg.start(host.run)
                 slice_, self._loading = self._loading or slice_, None
-                live = self._live = _Live(
-                    host, client, slice_, TrustPolicy(slice_.trust, slice_.peers), tg
-                )
+                live = self._live = _Live(host, client, slice_, self._policy(slice_), tg)
                 for peer in slice_.peers:
                     self._start_link(live, peer)
                 self._services.peers.probe = self._probe
@@ -133,12 +134,13 @@ class P2PComponent:
             return False
         if self._loading is not None:
             self._loading = new
+            self._policy(new)
             return True
         live = self._live
         if live is None:
             return False
         live.slice = new
-        live.policy = TrustPolicy(new.trust, new.peers)
+        live.policy = self._policy(new)
         old_peers = {p.id: p for p in old.peers}
         new_peers = {p.id: p for p in new.peers}
         for peer_id, peer in old_peers.items():
@@ -147,14 +149,35 @@ class P2PComponent:
         for peer_id, peer in new_peers.items():
             if old_peers.get(peer_id) != peer:
                 self._start_link(live, peer)
+            elif (state := self._services.peers.get(peer_id)) is not None:
+                state.grant = live.policy.grant(peer_id)
         for event in live.wake.values():
             event.set()  # trust or name may have changed what we offer: say hello again
         return True
 
+    def _policy(self, slice_: P2PSlice) -> TrustPolicy:
+        """The trust policy of a slice. Declared peers that it does not let use this node
+        are named in one warning per start, and again when that set changes: declaring a
+        peer used to be enough, and a node that silently refuses its friends is a puzzle."""
+        policy = TrustPolicy(slice_.trust, slice_.peers)
+        untrusted = policy.untrusted()
+        if untrusted and untrusted != self._warned:
+            names = ", ".join(untrusted)
+            log.warning(
+                "peers known but not trusted, so they may not use this node: %s "
+                "(spec.trust.mode: friends). This node may still use theirs. To let one in, "
+                "add `{peer: NAME}` under spec.trust.allow, or `gate peers add NAME ID --trusted`",
+                names,
+                extra={"peers": names},
+            )
+        self._warned = untrusted
+        return policy
+
     # -- links to declared peers ---------------------------------------------------------------
 
     def _start_link(self, live: _Live, peer: PeerSpec) -> None:
-        self._services.peers.upsert(peer.id, name=peer.name, addrs=peer.addrs)
+        state = self._services.peers.upsert(peer.id, name=peer.name, addrs=peer.addrs)
+        state.grant = live.policy.grant(peer.id)
         scope = anyio.CancelScope()
         live.links[peer.id] = scope
         live.wake[peer.id] = anyio.Event()
@@ -177,6 +200,9 @@ class P2PComponent:
         state = self._services.peers.upsert(peer.id, name=peer.name, addrs=peer.addrs)
         backoff = 1.0
         failures = 0
+        # A peer that is down is redialed forever: its failure is news once (WARNING), and
+        # again only when it changes; the retries in between log at DEBUG.
+        dial_error: str | None = None
         with scope:
             while True:
                 if not live.host.is_connected(peer.id):
@@ -187,11 +213,23 @@ class P2PComponent:
                     try:
                         await live.host.connect(peer.id, peer.addrs)
                     except GateError as e:
-                        state.set_state("disconnected", error=str(e))
+                        error = str(e)
+                        level = logging.DEBUG if error == dial_error else logging.WARNING
+                        log.log(
+                            level,
+                            "cannot reach peer %s (retrying in %g s): %s",
+                            peer.name,
+                            backoff,
+                            error,
+                            extra={"peer": peer.name},
+                        )
+                        dial_error = error
+                        state.set_state("disconnected", error=error)
                         await self._pause(live, peer.id, backoff)
                         backoff = min(30.0, backoff * 2)
                         continue
                     backoff = 1.0
+                dial_error = None  # connected (by us or by its dial): the next failure is news
                 try:
                     with anyio.fail_after(HELLO_TIMEOUT):
                         await self._say_hello(live, peer.id)
@@ -254,10 +292,20 @@ class P2PComponent:
     # -- hello -------------------------------------------------------------------------------
 
     def _hello_for(self, live: _Live, peer_id: str) -> dict[str, Any]:
+        """A peer that may use this node learns its name, Gate version, models and load. Any
+        other peer only learns the protocol version: it has no use for the rest, which would
+        tell it who runs what, which version to attack, and when the node is busy.
+
+        That includes a peer we know but do not trust. We declared it to use its engines,
+        not to be seen by it; it already knows who we are if it declared us, and a request it
+        sends anyway gets a 403 that names the fix, which is all it needs."""
+        if live.policy.grant(peer_id) is None:
+            return {"protocol": HELLO_VERSION, "models": []}
         local = sorted(
             {m.id for e in self._services.providers.entries() if e.local for m in e.models}
         )
         return {
+            "protocol": HELLO_VERSION,
             "version": __version__,
             "name": live.slice.node_name,
             "models": live.policy.offered(peer_id, local),
@@ -310,6 +358,7 @@ class P2PComponent:
             log.warning("peer %s sent a hello without a model list", state.name)
             return
         state.models = tuple(models[:1000])
+        state.models_stale = False
         state.remote_name = str(message.get("name") or "")[:128] or None
         state.version = str(message.get("version") or "")[:32] or None
         load = message.get("load")
@@ -341,9 +390,14 @@ class P2PComponent:
         entry.health = Health("Healthy")
 
     def _forget_models(self, peer_id: str) -> None:
+        """Stop routing to a peer. Its state keeps the models, marked stale, until its
+        next hello."""
         for entry in self._services.providers.entries():
             if entry.peer_id == peer_id:
                 self._services.providers.remove(entry.name)
+        state = self._services.peers.get(peer_id)
+        if state is not None and state.models:
+            state.models_stale = True
 
     # -- inbound requests ---------------------------------------------------------------------
 
@@ -358,9 +412,9 @@ class P2PComponent:
         if not decision.allowed:
             log.warning(
                 "refused a request from peer %s: %s",
-                remote,
+                name,
                 decision.reason,
-                extra={"peer": remote},
+                extra={"peer": name},
             )
             await _respond_error(send, OpenAIError.forbidden(decision.reason))
             return
@@ -375,33 +429,62 @@ class P2PComponent:
                 ),
             )
             return
-        admitted = live.limiter.acquire(remote, policy.limits.get(remote))
-        if not admitted.allowed:
-            log.info("rate limited peer %s: %s", name, admitted.reason, extra={"peer": name})
-            await _respond_error(
-                send,
-                OpenAIError.rate_limited(
-                    f"peer {name} is {admitted.reason}", retry_after=admitted.retry_after
-                ),
-            )
-            return
+        body = await request.body.read()
+
+        def permit(model: str) -> Decision:
+            return policy.may_use(remote, model)
+
+        # A request for a model this peer may not use costs it nothing: it skips the rate
+        # limiter, and the router refuses it through the same permit (403, recorded).
+        model = _requested_model(body)
+        limited = model is None or permit(model).allowed
+        if limited:
+            admitted = live.limiter.acquire(remote, policy.limits.get(remote))
+            if not admitted.allowed:
+                log.info("rate limited peer %s: %s", name, admitted.reason, extra={"peer": name})
+                await _respond_error(
+                    send,
+                    OpenAIError.rate_limited(
+                        f"peer {name} is {admitted.reason}", retry_after=admitted.retry_after
+                    ),
+                )
+                return
         state = self._services.peers.get(remote)
+        if state is not None:
+            state.requests_served += 1
+            state.bytes_in += len(body)
         try:
-            body = await request.body.read()
-            if state is not None:
-                state.requests_served += 1
-                state.bytes_in += len(body)
             await self._services.router.handle(
                 op,  # type: ignore[arg-type]
-                _peer_scope(request, name, lambda model: policy.may_use(remote, model)),
+                _peer_scope(request, name, permit),
                 _receive_once(body),
                 _AsgiToP2P(send, state).send,
             )
         finally:
-            live.limiter.release(remote)
+            if limited:
+                live.limiter.release(remote)
 
 
-def _peer_scope(request: P2PRequest, name: str, permit: Any) -> dict[str, Any]:
+def _requested_model(body: bytes) -> str | None:
+    """The model a request body names (without any ``@peer``), read just far enough to
+    check it against the trust rules; None when the body does not say, and the router
+    answers 400 with the reason."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+        return None
+    model = parsed.get("model") if isinstance(parsed, dict) else None
+    if not isinstance(model, str):
+        return None
+    try:
+        return parse_model_target(model)[0]
+    except OpenAIError:
+        return None
+
+
+def _peer_scope(
+    request: P2PRequest, name: str, permit: Callable[[str], Decision]
+) -> dict[str, Any]:
     return {
         "type": "http",
         "method": request.method,

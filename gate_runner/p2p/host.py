@@ -39,6 +39,28 @@ log = logging.getLogger("gate.p2p")
 
 patches.apply()
 
+
+class _DialFailureFilter(logging.Filter):
+    """Drops py-libp2p's ERROR lines for an outbound dial that failed. ``connect()`` raises
+    the same failure with its root cause, and its caller decides how loud to be: a peer
+    that is down is redialed forever, and these made one ERROR per try."""
+
+    MESSAGES: Final = frozenset(
+        {
+            "Failed to open TCP stream: %s",  # libp2p.transport.tcp.tcp, dialing only
+            "Unexpected error opening TCP stream: %s",
+            "failed to upgrade security for peer %s: %s",  # swarm, outbound only
+        }
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.MESSAGES
+
+
+_DIAL_FAILURES: Final = _DialFailureFilter()
+for _name in ("libp2p.transport.tcp.tcp", "libp2p.network.swarm"):
+    logging.getLogger(_name).addFilter(_DIAL_FAILURES)  # idempotent: one instance
+
 StreamHandler = Callable[[P2PStream, str], Awaitable[None]]
 
 _LISTEN_HINT: Final = "use /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>"

@@ -79,6 +79,7 @@ spec:
     discovery: {{enabled: false}}
     static: [{{name: bad, kind: openai, url: '{upstream.url}/v1'}}]
   peers: [{{name: bob, id: {ids["b"].node_id.peer_id}}}]
+  trust: {{allow: [{{peer: bob}}]}}  # bob uses alice's engine
 """,
     )
     a.control_host, a.control_port = A_ADDR, control_a

@@ -27,12 +27,17 @@ def add_to_spec(node: GateNode, text: str) -> None:
 def linked_pair(
     node_factory: type[GateNode], tmp_path: Path, provider: str
 ) -> tuple[GateNode, GateNode]:
-    """alice with one provider, bob with none; each lists the other, bob dials alice."""
+    """alice with one provider, bob with none; each lists the other, bob dials alice, and
+    alice trusts bob (a peer in spec.peers alone may not use the node)."""
     alice, alice_id = make_node(
         node_factory, tmp_path / "a", "alice", f"    static:\n      - {provider}\n"
     )
     bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
-    add_to_spec(alice, peers_yaml(f"{{name: bob, id: {bob_id.node_id.peer_id}}}"))
+    add_to_spec(
+        alice,
+        peers_yaml(f"{{name: bob, id: {bob_id.node_id.peer_id}}}")
+        + "  trust:\n    allow: [{peer: bob}]\n",
+    )
     add_to_spec(
         bob,
         peers_yaml(
@@ -153,7 +158,7 @@ def test_trust_rules_on_inbound_requests(
         peers_yaml(f"{{name: tester, id: {tester.node_id.peer_id}}}")
         + (
             "  trust:\n    mode: friends\n    allow:\n"
-            "      - {peer: tester, models: ['tiny'], rateLimit: {requestsPerMinute: 2}}\n"
+            "      - {peer: tester, models: ['tiny'], rateLimit: {requestsPerMinute: 1}}\n"
         ),
     )
     alice.start()
@@ -169,7 +174,7 @@ def test_trust_rules_on_inbound_requests(
         alice,
         target,
         [
-            {"model": "other", **chat},  # not shared with tester
+            {"model": "other", **chat},  # not shared with tester: refused, no token spent
             {"model": "tiny", **chat},
             {"model": "tiny", **chat},  # the second one within the minute is over the limit
         ],
@@ -202,7 +207,11 @@ def test_three_nodes_and_peer_cli(
     )
     carol, carol_id = make_node(node_factory, tmp_path / "c", "carol")
     for server in (alice, bob):
-        add_to_spec(server, peers_yaml(f"{{name: carol, id: {carol_id.node_id.peer_id}}}"))
+        add_to_spec(
+            server,
+            peers_yaml(f"{{name: carol, id: {carol_id.node_id.peer_id}}}")
+            + "  trust:\n    allow: [{peer: carol}]\n",
+        )
         server.start()
     carol.start()
     spec = str(carol.spec_path)
@@ -297,7 +306,8 @@ def test_many_cancelled_requests_keep_the_link_up(
         {"model": "slow", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     ).encode()
     request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        b"content-type: application/json\r\n"
         b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
     )
 

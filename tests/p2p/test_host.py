@@ -289,6 +289,28 @@ async def test_dialing_the_wrong_peer_id_fails() -> None:
         assert b.connected_peers() == []
 
 
+async def test_a_failed_dial_is_raised_not_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """py-libp2p logs a refused dial and a wrong peer at ERROR; connect() raises both, and
+    the caller (which redials forever) decides how loud to be."""
+    a, b = new_host(), new_host()
+    async with running(a, b):
+        port = socket.socket()
+        port.bind(("127.0.0.1", 0))
+        closed = f"/ip4/127.0.0.1/tcp/{port.getsockname()[1]}"
+        port.close()
+        other = Identity.generate().node_id.peer_id
+        with caplog.at_level(logging.DEBUG):
+            with pytest.raises(TransientError, match="all attempts to connect"):
+                await a.connect(other, [closed])
+            with pytest.raises(TransientError, match="does not correspond"):
+                await a.connect(other, b.listen_addrs())
+            logging.getLogger("libp2p.network.swarm").error("another error")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["another error"]  # libp2p's other errors still get through
+
+
 async def test_churn_leaks_no_tasks_and_no_fds() -> None:
     a, b = new_host(), new_host()
     a.set_stream_handler(ECHO, echo)

@@ -143,7 +143,25 @@ _PEER = _obj(
         "state": {"enum": ["disconnected", "dialing", "connected"]},
         "connection": _STR_OR_NULL,
         "lastRttMs": _NUM_OR_NULL,
-        "models": _list(_STR),
+        "models": {**_list(_STR), "description": "what the peer offers this node (its hello)"},
+        "modelsStale": {
+            **_BOOL,
+            "description": "the models are the peer's last offer, not usable now: it is away",
+        },
+        "trusted": {**_BOOL, "description": "whether the peer may use this node"},
+        "sharedModels": {
+            "type": ["array", "null"],
+            "items": _STR,
+            "description": 'globs of this node\'s models the peer may use (["*"]: all); '
+            "null when it is not trusted",
+        },
+        "rateLimit": {
+            "oneOf": [
+                _obj({"requestsPerMinute": _INT_OR_NULL, "concurrent": _INT_OR_NULL}),
+                {"type": "null"},
+            ],
+            "description": "the peer's limits on this node; null when none",
+        },
         "remoteName": _STR_OR_NULL,
         "version": _STR_OR_NULL,
         "load": _INT,
@@ -154,7 +172,7 @@ _PEER = _obj(
         "lastError": _STR_OR_NULL,
         "since": _NUM,
     },
-    {"lastSeen": _STR_OR_NULL},
+    {"lastSeen": {**_NUM_OR_NULL, "description": "unix seconds of its last hello, any run"}},
 )
 _PROVIDER = _obj(
     {
@@ -302,10 +320,35 @@ CONTRACTS: tuple[MethodContract, ...] = (
     ),
     MethodContract(
         "peers.add",
-        "Add a peer to the spec (through spec.apply).",
+        "Add a peer to the spec (through spec.apply); with trusted, also a trust.allow rule "
+        "that lets it use this node.",
         _params(
             {"name": _STR, "id": _STR},
-            {"addrs": {**_list(_STR), "maxItems": 16}, **_EXPECTED, **_WAIT},
+            {
+                "addrs": {**_list(_STR), "maxItems": 16},
+                "trusted": {
+                    **_BOOL,
+                    "description": "let the peer use this node (default false: this node "
+                    "may use the peer, not the other way round)",
+                },
+                "models": {
+                    **_list({**_STR, "minLength": 1}),
+                    "minItems": 1,
+                    "maxItems": 256,
+                    "description": "globs of the models it may use (default all); needs trusted",
+                },
+                "rateLimit": {
+                    **_params(
+                        optional={
+                            "requestsPerMinute": {**_INT, "minimum": 1},
+                            "concurrent": {**_INT, "minimum": 1},
+                        }
+                    ),
+                    "description": "its limits (default none); needs trusted",
+                },
+                **_EXPECTED,
+                **_WAIT,
+            },
         ),
         _APPLY_RESULT,
         mutates=True,
@@ -313,7 +356,7 @@ CONTRACTS: tuple[MethodContract, ...] = (
     ),
     MethodContract(
         "peers.rm",
-        "Remove a peer from the spec (through spec.apply).",
+        "Remove a peer and its trust.allow rule from the spec (through spec.apply).",
         _params({"name": _STR}, {**_EXPECTED, **_WAIT}),
         _APPLY_RESULT,
         mutates=True,

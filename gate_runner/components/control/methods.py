@@ -179,13 +179,20 @@ def build_methods(
         await services.peers.probe(peer.peer_id)
         return peer.to_dict()
 
-    async def change_peers(params: dict[str, Any], change: Callable[[list[Any]], None]) -> Any:
-        """peers.add / peers.rm edit the spec and apply it: no change behind the reconciler."""
+    async def change_peers(params: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> Any:
+        """peers.add / peers.rm edit the spec and apply it: no change behind the reconciler.
+        ``change`` edits a copy of the spec section (its peers and trust lists are copies)."""
         document = node.spec_document()
         spec = dict(document.get("spec") or {})
-        peers = [dict(p) for p in spec.get("peers") or []]
-        change(peers)
-        spec["peers"] = peers
+        spec["peers"] = [dict(p) for p in spec.get("peers") or []]
+        trust = dict(spec.get("trust") or {})
+        trust["allow"] = [dict(r) for r in trust.get("allow") or []]
+        spec["trust"] = trust
+        change(spec)
+        if not trust["allow"]:
+            del trust["allow"]
+        if not trust:
+            del spec["trust"]
         new_document = {**document, "spec": spec}
         result = await node.apply(
             canonical_yaml(new_document),
@@ -199,22 +206,42 @@ def build_methods(
         addrs = params.get("addrs")
         if addrs:
             entry["addrs"] = addrs
+        # Knowing a peer and trusting it are separate choices (DESIGN.md 2): only `trusted`
+        # lets the peer use this node, and the rule's narrowing means nothing without it.
+        rule: dict[str, Any] | None = None
+        if params.get("trusted"):
+            rule = {"peer": entry["name"]}
+            if "models" in params:
+                rule["models"] = params["models"]
+            if "rateLimit" in params:
+                rule["rateLimit"] = params["rateLimit"]
+        elif "models" in params or "rateLimit" in params:
+            raise InvalidParams(
+                "models and rateLimit narrow what a trusted peer may use: add trusted: true "
+                "(`gate peers add NAME ID --trusted --models ...`), or leave them out"
+            )
 
-        def add(peers: list[Any]) -> None:
-            if any(p.get("name") == entry["name"] for p in peers):
+        def add(spec: dict[str, Any]) -> None:
+            if any(p.get("name") == entry["name"] for p in spec["peers"]):
                 raise InvalidParams(f"a peer named {entry['name']!r} exists; remove it first")
-            peers.append(entry)
+            spec["peers"].append(entry)
+            if rule is not None:
+                spec["trust"]["allow"].append(rule)
 
         return await change_peers(params, add)
 
     async def peers_rm(params: dict[str, Any]) -> Any:
         name = params["name"]
 
-        def remove(peers: list[Any]) -> None:
+        def remove(spec: dict[str, Any]) -> None:
+            peers = spec["peers"]
             kept = [p for p in peers if p.get("name") != name]
             if len(kept) == len(peers):
                 raise InvalidParams(f"no peer named {name!r} in the spec")
-            peers[:] = kept
+            spec["peers"] = kept
+            # A rule must name a declared peer: the peer's rule goes with it.
+            allow = spec["trust"]["allow"]
+            allow[:] = [r for r in allow if r.get("peer") != name]
 
         return await change_peers(params, remove)
 
