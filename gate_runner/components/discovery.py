@@ -97,9 +97,11 @@ class DiscoveryComponent:
         self._slice = new
         if new.interval != old.interval:
             await self._schedule(new.interval)
-        # Forget engines that are no longer targets, or that a static provider now owns.
-        wanted = {_norm(t.url) for t in new.targets} - new.static_urls
-        for url in [u for u in self._found if u not in wanted]:
+        # Forget engines that are no longer targets, or that a static provider now owns, and
+        # those whose target changed (kind, name or timeout): the next probe finds them anew.
+        wanted = {_norm(t.url): t for t in new.targets if _norm(t.url) not in new.static_urls}
+        before = {_norm(t.url): t for t in old.targets}
+        for url in [u for u in self._found if u not in wanted or wanted[u] != before.get(u)]:
             await self._drop(url)
         await self.probe()
         return True
@@ -154,8 +156,8 @@ class DiscoveryComponent:
         if name in taken or self._services.providers.get(name) is not None:
             name = f"{target.name}-discovered"
         if target.kind == "ollama":
-            return OllamaBackend(name=name, url=target.url, timeout=60.0)
-        return OpenAIBackend(name=name, url=target.url, timeout=60.0)
+            return OllamaBackend(name=name, url=target.url, timeout=target.timeout)
+        return OpenAIBackend(name=name, url=target.url, timeout=target.timeout)
 
     async def _drop(self, url: str) -> None:
         name = self._found.pop(url, None)

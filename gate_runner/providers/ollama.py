@@ -20,6 +20,7 @@ from gate_runner.providers.base import (
     json_reply,
     timed,
 )
+from gate_runner.spec.model import PROVIDER_TIMEOUTS
 from gate_runner.wire import ollama as wire
 from gate_runner.wire.openai import OpenAIError
 
@@ -68,9 +69,15 @@ class OllamaBackend:
     kind = "ollama"
     abortable = True
 
-    def __init__(self, *, name: str, url: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, *, name: str, url: str, timeout: float = PROVIDER_TIMEOUTS["ollama"]
+    ) -> None:
         self.name = name
         self.url = url
+        # The pool's read timeout bounds each wait for a byte, so it covers both the silence
+        # before the head (a model loading, a non-streamed answer being generated) and the
+        # gaps inside a body: one setting, long by default (spec.model.PROVIDER_TIMEOUTS).
+        self.timeout = timeout
         self._pool = HTTPPool(url, read_timeout=timeout)
 
     async def start(self) -> None:
@@ -93,7 +100,8 @@ class OllamaBackend:
         ) as response:
             if response.status != 200:
                 error_body = await response.read()
-                raise wire.ollama_error(response.status, _loads(error_body), model=model)
+                # Raw bytes: an error page that is not JSON still gets its status's meaning.
+                raise wire.ollama_error(response.status, error_body, model=model, op=request.op)
             created = int(time.time())
             if request.stream:
                 translator: wire.OllamaChatStream | wire.OllamaGenerateStream

@@ -23,13 +23,32 @@ import json
 import struct
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from gate_runner.wire.openai import OpenAIError
 from gate_runner.wire.sse import DONE, encode_json
 
 # Sampling options whose OpenAI name is also Ollama's option name.
 _SAME_OPTIONS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
+
+# OpenAI's reasoning_effort as Ollama's ``think`` (api.ThinkValue takes true, false, "low",
+# "medium", "high" and "max", and answers anything else with a 400). OpenAI's scale reaches
+# past both ends of Ollama's, so the ends are clamped to the nearest tier, as Ollama's own
+# OpenAI layer does (thinkFromReasoningEffort in openai/openai.go, "ultra" included).
+_THINK: Final[Mapping[str, bool | str]] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "max",
+    "max": "max",
+    "ultra": "max",
+}
+
+# The reasoning an earlier assistant turn carries in OpenAI-style history: DeepSeek's and
+# vLLM's name (which Gate answers with), then Ollama's and OpenRouter's.
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 def finish_reason(done_reason: object) -> str:
@@ -39,6 +58,13 @@ def finish_reason(done_reason: object) -> str:
     only (un)load a model; none of those, or no reason at all, mean the turn ended: "stop".
     """
     return "length" if done_reason == "length" else "stop"
+
+
+def _chat_finish(done_reason: object, *, calls: bool) -> str:
+    # Tool calls turn only a "stop" into "tool_calls": a turn cut by the token limit may
+    # have lost a call, and the client has to know it was cut (Ollama's FinishChunk agrees).
+    reason = finish_reason(done_reason)
+    return "tool_calls" if calls and reason == "stop" else reason
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -122,8 +148,21 @@ def _tool_calls_to_ollama(calls: list[Any], param: str) -> list[dict[str, Any]]:
                 f"{param}[{j}].function.arguments must be a JSON object encoded as a string",
                 param=f"{param}[{j}].function.arguments",
             )
-        out.append({"function": {"name": fn["name"], "arguments": arguments}})
+        converted: dict[str, Any] = {"function": {"name": fn["name"], "arguments": arguments}}
+        # Ollama's ToolCall has an id (and its templates may render it): keep the pairing of
+        # a call with its result across turns.
+        if isinstance(call.get("id"), str) and call["id"]:
+            converted = {"id": call["id"], **converted}
+        out.append(converted)
     return out
+
+
+def _reasoning(message: Mapping[str, Any]) -> str:
+    for name in _REASONING_FIELDS:
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def _messages_to_ollama(messages: list[Any]) -> list[dict[str, Any]]:
@@ -146,9 +185,19 @@ def _messages_to_ollama(messages: list[Any]) -> list[dict[str, Any]]:
                 if isinstance(call.get("id"), str):
                     tool_names[call["id"]] = call["function"]["name"]
         if role == "tool":
-            name = message.get("name") or tool_names.get(message.get("tool_call_id", ""))
+            call_id = message.get("tool_call_id")
+            name = message.get("name") or tool_names.get(
+                call_id if isinstance(call_id, str) else ""
+            )
             if name:
                 converted["tool_name"] = name
+            if isinstance(call_id, str) and call_id:
+                converted["tool_call_id"] = call_id
+        # An earlier turn's reasoning goes back as Ollama's `thinking`: templates of models
+        # that think between tool calls render it, and the model needs it to carry on.
+        thinking = _reasoning(message)
+        if thinking:
+            converted["thinking"] = thinking
         out.append(converted)
     return out
 
@@ -165,12 +214,26 @@ def _format(response_format: object) -> object:
     return None
 
 
+def _think(effort: object) -> bool | str | None:
+    if effort is None or effort == "":  # unset, as Ollama's own OpenAI layer reads ""
+        return None
+    think = _THINK.get(effort) if isinstance(effort, str) else None
+    if think is None:
+        raise OpenAIError.invalid_request(
+            f"reasoning_effort={effort!r} is not an effort the ollama provider knows",
+            param="reasoning_effort",
+            hint="use one of " + ", ".join(_THINK),
+        )
+    return think
+
+
 def chat_to_ollama(req_raw: Mapping[str, Any]) -> dict[str, Any]:
     """A validated /v1/chat/completions body as an /api/chat body.
 
     ``keep_alive`` stays unset so the Ollama server's own setting applies. Parameters that
-    Ollama has no equivalent for (logprobs, logit_bias, user, parallel_tool_calls) are
-    dropped; ``tool_choice: "none"`` drops the tools, other tool choices are up to the model.
+    Ollama has no equivalent for (logit_bias, user, parallel_tool_calls) are dropped;
+    ``tool_choice: "none"`` drops the tools, other tool choices are up to the model.
+    ``logprobs`` and ``top_logprobs`` need Ollama 0.12.11 or later; older ones ignore them.
     """
     _one_choice(req_raw, "n")
     body: dict[str, Any] = {
@@ -190,9 +253,13 @@ def chat_to_ollama(req_raw: Mapping[str, Any]) -> dict[str, Any]:
         body["format"] = fmt
     if req_raw.get("tools") and req_raw.get("tool_choice") != "none":
         body["tools"] = req_raw["tools"]
-    effort = req_raw.get("reasoning_effort")
-    if isinstance(effort, str):
-        body["think"] = False if effort == "none" else effort
+    think = _think(req_raw.get("reasoning_effort"))
+    if think is not None:
+        body["think"] = think
+    if req_raw.get("logprobs") is True:
+        body["logprobs"] = True
+        if req_raw.get("top_logprobs"):
+            body["top_logprobs"] = req_raw["top_logprobs"]
     return body
 
 
@@ -200,16 +267,16 @@ def completion_to_ollama(req_raw: Mapping[str, Any]) -> dict[str, Any]:
     """A validated /v1/completions body as an /api/generate body (one text prompt).
 
     Like Ollama's own /v1/completions, the model's template applies (no ``raw``), so a
-    ``suffix`` works for fill-in-the-middle models.
+    ``suffix`` works for fill-in-the-middle models. ``logprobs: n`` asks for the chosen
+    tokens' log probabilities and the ``n`` most likely ones at each position.
     """
     _one_choice(req_raw, "n", "best_of")
-    for name in ("echo", "logprobs"):
-        if req_raw.get(name):
-            raise OpenAIError.invalid_request(
-                f"{name} is not supported by the ollama provider",
-                param=name,
-                hint=f"leave {name} out, or route the request to an openai-type provider",
-            )
+    if req_raw.get("echo"):
+        raise OpenAIError.invalid_request(
+            "echo is not supported by the ollama provider",
+            param="echo",
+            hint="leave echo out, or route the request to an openai-type provider",
+        )
     prompt = req_raw["prompt"]
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
@@ -229,6 +296,11 @@ def completion_to_ollama(req_raw: Mapping[str, Any]) -> dict[str, Any]:
     options = _options(req_raw, req_raw.get("max_tokens"))
     if options:
         body["options"] = options
+    logprobs = req_raw.get("logprobs")
+    if logprobs is not None:
+        body["logprobs"] = True
+        if logprobs:
+            body["top_logprobs"] = logprobs
     return body
 
 
@@ -241,6 +313,15 @@ def embeddings_to_ollama(req_raw: Mapping[str, Any]) -> dict[str, Any]:
             param="input",
             hint="send input as a string or an array of strings",
         )
+    texts = [value] if isinstance(value, str) else value
+    for i, text in enumerate(texts):
+        if not text:
+            # Ollama answers "" with no embedding at all, which clients read as a bug.
+            raise OpenAIError.invalid_request(
+                "input must not be an empty string",
+                param="input" if isinstance(value, str) else f"input[{i}]",
+                hint="leave empty strings out of the input",
+            )
     body: dict[str, Any] = {"model": req_raw["model"], "input": value}
     if req_raw.get("dimensions") is not None:
         body["dimensions"] = req_raw["dimensions"]
@@ -270,6 +351,56 @@ def _usage(resp: Mapping[str, Any]) -> dict[str, int]:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+    }
+
+
+def _token_logprob(entry: object) -> dict[str, Any] | None:
+    if not isinstance(entry, dict):
+        return None
+    token, logprob = entry.get("token"), entry.get("logprob")
+    if not isinstance(token, str) or not isinstance(logprob, int | float):
+        return None
+    raw = entry.get("bytes")
+    # Ollama leaves bytes out for an empty token; OpenAI sends null when there are none.
+    return {"token": token, "logprob": logprob, "bytes": raw if isinstance(raw, list) else None}
+
+
+def _logprobs(raw: object) -> list[dict[str, Any]]:
+    """Ollama's ``logprobs`` (api.Logprob: token, logprob, bytes, top_logprobs) as the
+    entries of OpenAI's ``logprobs.content``; the shapes agree but for null and [] fill-ins."""
+    out: list[dict[str, Any]] = []
+    for entry in raw if isinstance(raw, list) else []:
+        item = _token_logprob(entry)
+        if item is None:
+            continue
+        tops = entry.get("top_logprobs")
+        top_items = [_token_logprob(t) for t in tops] if isinstance(tops, list) else []
+        item["top_logprobs"] = [t for t in top_items if t is not None]
+        out.append(item)
+    return out
+
+
+def _chat_logprobs(raw: object) -> dict[str, Any] | None:
+    content = _logprobs(raw)
+    return {"content": content, "refusal": None} if content else None
+
+
+def _completion_logprobs(raw: object, offset: int = 0) -> dict[str, Any] | None:
+    """The legacy completions shape: parallel lists, tops as {token: logprob}. Offsets count
+    the tokens' characters from ``offset``, the text already sent (there is no echo)."""
+    entries = _logprobs(raw)
+    if not entries:
+        return None
+    offsets: list[int] = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry["token"])
+    tops = [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries]
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": tops if any(tops) else None,
+        "text_offset": offsets,
     }
 
 
@@ -328,8 +459,8 @@ def ollama_chat_to_openai(resp: object, *, id: str, created: int, model: str) ->
             {
                 "index": 0,
                 "message": out_message,
-                "logprobs": None,
-                "finish_reason": "tool_calls" if calls else finish_reason(resp.get("done_reason")),
+                "logprobs": _chat_logprobs(resp.get("logprobs")),
+                "finish_reason": _chat_finish(resp.get("done_reason"), calls=bool(calls)),
             }
         ],
         "usage": _usage(resp),
@@ -340,19 +471,23 @@ def ollama_generate_to_openai(resp: object, *, id: str, created: int, model: str
     """A non-streamed /api/generate answer as a ``text_completion``."""
     resp = _object_from_provider(resp, "/api/generate")
     text = resp.get("response")
+    choice: dict[str, Any] = {
+        "index": 0,
+        "text": text if isinstance(text, str) else "",
+        "logprobs": _completion_logprobs(resp.get("logprobs")),
+        "finish_reason": finish_reason(resp.get("done_reason")),
+    }
+    # A thinking model thinks on /api/generate too, unless told not to; its reasoning goes
+    # where the chat answer puts it rather than being lost.
+    thinking = resp.get("thinking")
+    if isinstance(thinking, str) and thinking:
+        choice["reasoning_content"] = thinking
     return {
         "id": id,
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "text": text if isinstance(text, str) else "",
-                "logprobs": None,
-                "finish_reason": finish_reason(resp.get("done_reason")),
-            }
-        ],
+        "choices": [choice],
         "usage": _usage(resp),
     }
 
@@ -432,26 +567,63 @@ def parse_version(body: object) -> str:
     return version
 
 
-def _error_text(body: object) -> str:
+def _error_body(body: object) -> object:
     if isinstance(body, bytes | bytearray):
         body = bytes(body).decode("utf-8", errors="replace")
     if isinstance(body, str):
-        text = body
         try:
-            body = json.loads(text)
+            return json.loads(body)
         except ValueError:
-            return text.strip()[:300] or "(empty body)"
+            return body
+    return body
+
+
+def _error_text(body: object) -> str:
+    body = _error_body(body)
+    if isinstance(body, str):
+        return body.strip()[:300] or "(empty body)"
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return str(body["error"])
     return json.dumps(body)[:300]
 
 
-def ollama_error(status: int, body: object, *, model: str | None = None) -> OpenAIError:
+# What /api/embed's 400s say when the request is at fault (server/routes.go, EmbedHandler):
+# a body that does not decode, an input of the wrong type, or one too long for the model.
+_EMBED_CLIENT_FAULTS = (
+    "missing request body",
+    "invalid input",
+    "json:",
+    "invalid character",
+    "cannot unmarshal",
+    "context length",
+    "model is required",
+    "does not support",
+)
+
+
+def _embed_server_fault(text: str) -> bool:
+    """Whether an /api/embed 400 is really the server's failure.
+
+    EmbedHandler answers 400 for any error of the embedding runner that is not already an
+    HTTP status, so a runner that crashed or answered garbage ("do embedding request: ...
+    EOF", "embedding contains NaN or Inf values") looks like a bad request. Gate decides by
+    the message instead: the request's own faults are a short known list, and anything
+    else is a 502, which clients (and Gate's own retry) may retry, on another provider too.
+    """
+    lowered = text.lower()
+    return not any(marker in lowered for marker in _EMBED_CLIENT_FAULTS)
+
+
+def ollama_error(
+    status: int, body: object, *, model: str | None = None, op: str = "chat"
+) -> OpenAIError:
     """An Ollama error answer (``{"error": "..."}`` with a status) as the error Gate sends.
 
     Client mistakes keep their status (400, 404 for a missing model, 429). Anything that
     is the provider's fault or its configuration's becomes a 5xx: a 401/403 from Ollama
-    means Gate's credentials for it are wrong, which the client cannot fix.
+    means the Ollama server may not use the model (a cloud model while it is not signed
+    in), which the client cannot fix. ``op`` is the request's kind: "chat",
+    "completions" or "embeddings" (whose 400s may be server faults, see above).
     """
     text = _error_text(body)
     said = f"the Ollama provider said: {text}"
@@ -475,11 +647,29 @@ def ollama_error(status: int, body: object, *, model: str | None = None) -> Open
         )
     if status == 429:
         return OpenAIError.rate_limited(said)
-    if status in (401, 403):
+    if status == 401:
+        # Ollama asks for no key of its own; a 401 is for a cloud model on a server that is
+        # not signed in to ollama.com, and it names the page to sign in on.
+        parsed = _error_body(body)
+        signin = parsed.get("signin_url") if isinstance(parsed, dict) else None
+        where = f" (or open {signin})" if isinstance(signin, str) and signin else ""
         return OpenAIError.bad_gateway(
-            f"the provider refused Gate's credentials ({said})",
+            f"the Ollama provider may not run this model ({said})",
             code="upstream_auth_failed",
-            hint="check the provider's API key setting in gate.yaml",
+            hint=f"cloud models need the Ollama server signed in: run `ollama signin` on the "
+            f"machine that runs Ollama{where}, or use a local model",
+        )
+    if status == 403:
+        # "ollama cloud is disabled" (OLLAMA_NO_CLOUD, or the server's own settings)
+        return OpenAIError.bad_gateway(
+            f"the Ollama provider refused the model ({said})",
+            code="upstream_auth_failed",
+            hint="use a local model, or allow cloud models on the Ollama server",
+        )
+    if status == 400 and op == "embeddings" and _embed_server_fault(text):
+        return OpenAIError.bad_gateway(
+            f"the Ollama provider failed to embed ({said})",
+            hint="the model runner may have crashed or run out of memory; retry",
         )
     if 400 <= status < 500:
         return OpenAIError.invalid_request(said)
@@ -610,8 +800,8 @@ class OllamaChatStream(_NDJSONStream):
     """An /api/chat NDJSON stream as ``chat.completion.chunk`` SSE events.
 
     The first chunk carries ``role: assistant``; tool calls become ``tool_calls`` deltas
-    and make the finish reason "tool_calls"; Ollama's ``thinking`` becomes
-    ``reasoning_content``.
+    and make a "stop" finish reason "tool_calls"; Ollama's ``thinking`` becomes
+    ``reasoning_content``, and a line's ``logprobs`` its chunk's ``logprobs.content``.
     """
 
     object_name = "chat.completion.chunk"
@@ -637,34 +827,55 @@ class OllamaChatStream(_NDJSONStream):
         if calls:
             delta["tool_calls"] = calls
             self._calls += len(calls)
+        # Ollama may send a line with logprobs alone (while it holds back a tool call's text).
+        logprobs = _chat_logprobs(obj.get("logprobs"))
         out: list[bytes] = []
-        if delta:  # never empty before the role went out
+        if delta or logprobs:  # delta is never empty before the role went out
             if not self._role_sent:
                 delta.setdefault("content", "")
             self.tokens_seen |= bool(content or thinking or calls)
             self._role_sent = True
-            out.append(self._chunk([{"index": 0, "delta": delta, "finish_reason": None}]))
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+            if logprobs is not None:
+                choice["logprobs"] = logprobs
+            out.append(self._chunk([choice]))
         if obj.get("done") is True:
-            reason = "tool_calls" if self._calls else finish_reason(obj.get("done_reason"))
+            reason = _chat_finish(obj.get("done_reason"), calls=self._calls > 0)
             out.extend(self._finish(obj, {"index": 0, "delta": {}, "finish_reason": reason}))
         return out
 
 
 class OllamaGenerateStream(_NDJSONStream):
-    """An /api/generate NDJSON stream as ``text_completion`` SSE events."""
+    """An /api/generate NDJSON stream as ``text_completion`` SSE events; ``thinking``
+    becomes a chunk's ``reasoning_content`` (with empty text), as in the whole answer."""
 
     object_name = "text_completion"
+
+    def __init__(self, *, id: str, created: int, model: str, include_usage: bool = False) -> None:
+        super().__init__(id=id, created=created, model=model, include_usage=include_usage)
+        self._offset = 0  # characters of the tokens given logprobs so far, for text_offset
 
     def _translate(self, obj: dict[str, Any]) -> list[bytes]:
         out: list[bytes] = []
         text = obj.get("response")
-        if isinstance(text, str) and text:
-            self.tokens_seen = True
-            out.append(self._chunk([self._choice(text, None)]))
+        text = text if isinstance(text, str) else ""
+        thinking = obj.get("thinking")
+        thinking = thinking if isinstance(thinking, str) else ""
+        logprobs = _completion_logprobs(obj.get("logprobs"), self._offset)
+        if logprobs is not None:
+            self._offset = logprobs["text_offset"][-1] + len(logprobs["tokens"][-1])
+        if text or thinking or logprobs:
+            self.tokens_seen |= bool(text or thinking)
+            choice = self._choice(text, None, logprobs)
+            if thinking:
+                choice["reasoning_content"] = thinking
+            out.append(self._chunk([choice]))
         if obj.get("done") is True:
             out.extend(self._finish(obj, self._choice("", finish_reason(obj.get("done_reason")))))
         return out
 
     @staticmethod
-    def _choice(text: str, reason: str | None) -> dict[str, Any]:
-        return {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+    def _choice(
+        text: str, reason: str | None, logprobs: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": reason}

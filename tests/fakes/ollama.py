@@ -1,21 +1,38 @@
-"""A recorded-contract Ollama server: the documented wire shapes of /api/version, /api/tags,
-/api/chat, /api/generate and /api/embed (no Ollama binary can be installed here).
+"""A recorded-contract Ollama server: the wire shapes of /api/version, /api/tags, /api/chat,
+/api/generate and /api/embed (no Ollama binary can be installed here).
 
-Run it with ``python -m tests.fakes.ollama --port N [--models a,b] [--delay S]``; port 0
-picks a free one. It prints ``listening on http://HOST:PORT`` once it accepts connections.
+The shapes, messages and statuses follow Ollama's source at commit fb30760 (tag v0.33.0-rc2):
+api/types.go for the bodies, server/routes.go for the handlers and their errors. Update
+them together with VERSION when checking against a newer Ollama.
+
+Run it with ``python -m tests.fakes.ollama --port N [--models a,b] [--delay S]
+[--load-delay S]``; port 0 picks a free one. It prints ``listening on http://HOST:PORT``
+once it accepts connections.
 
 Answers are deterministic. Chat and generate echo the words of the last user message (or
 the prompt), one word per NDJSON line, at most ``options.num_predict`` of them: cut short,
 ``done_reason`` is "length", else "stop". ``format`` makes the answer ``{"echo": "..."}``
-in one piece; ``tools`` make it one call of the first tool with ``{"text": <message>}``.
+in one piece. ``tools`` make it call every tool in turn with ``{"text": <message>}``; each
+call has an id (``call_`` and 8 characters, as Ollama's toolCallId makes) and costs
+``1 + words`` tokens, and a call that ``num_predict`` cuts is not sent ("length").
+``logprobs`` (with ``top_logprobs``, 0 to 20) adds api.Logprob entries to every line.
 Token counts are word counts. Embeddings are unit vectors derived from a hash of each input
-(8 dimensions, or ``dimensions``). A model not served gets a 404, as Ollama answers it.
+(8 dimensions, or ``dimensions``); an input of "" gets no embedding at all, as Ollama
+answers it. A model not served gets a 404 ``model 'x' not found``.
+
+Models whose names start with ``think-`` think, as thinking-capable models do: unless
+``think`` is false they send ``thinking`` ("Thinking about: <words>") before the answer,
+which counts against ``num_predict``. Other models answer a true or string ``think`` with a
+400, and every model answers an unknown ``think`` value with a 400, as Ollama does.
+Names ending in ``-cloud`` are cloud models on a server that is not signed in: a 401 with
+a ``signin_url``.
 
 Fault modes, chosen by the model name so that tests reach them through Gate unchanged.
 Names with these prefixes are always served, listed in /api/tags or not:
 
 - ``slow-*``: sleeps ``--delay`` seconds (default 0.2) before every NDJSON line; a
-  non-streamed answer waits that long per word before any byte is sent.
+  non-streamed answer waits that long per word before any byte is sent, as Ollama sends
+  nothing of a non-streamed answer until it is complete (writeChatResponse).
 - ``dying-*``: sends two lines, then drops the connection mid-body, without ``done``
   (non-streamed: half of the JSON body, then the drop).
 - ``error-*``: sends two lines, then ``{"error": "..."}`` and ends the body cleanly,
@@ -23,7 +40,11 @@ Names with these prefixes are always served, listed in /api/tags or not:
 - ``garbage-*``: sends two lines, then a line that is not JSON (non-streamed: a 200
   whose body is not JSON).
 
-/api/embed answers ``error-*`` and ``dying-*`` models with a 500 ``{"error": ...}``.
+/api/embed answers ``error-*`` and ``dying-*`` models with a 400 naming the runner's
+failure: EmbedHandler answers 400 for any error that is not already an HTTP status.
+
+``--load-delay S`` makes the first request for each model wait S seconds before sending
+anything, not even the head, as Ollama does while it loads a model.
 """
 
 from __future__ import annotations
@@ -49,14 +70,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-__all__ = ("DEFAULT_MODELS", "FAULTS", "VERSION", "create_app", "main", "serve")
+__all__ = ("DEFAULT_MODELS", "FAULTS", "VERSION", "FakeOllama", "create_app", "main", "serve")
 
-VERSION = "0.6.8"
+VERSION = "0.33.0-rc2"  # what a build of commit fb30760 reports
 DEFAULT_MODELS = ("llama3.2:latest", "all-minilm:latest")
 FAULTS = ("slow-", "dying-", "error-", "garbage-")
+THINKING = "think-"
+CLOUD = "-cloud"
 MODIFIED_AT = "2024-05-01T12:00:00.123456789+02:00"  # nanoseconds and an offset, as Ollama writes
 EMBED_DIMS = 8
 RUNNER_ERROR = "an error was encountered while running the model: unexpected EOF"
+# What EmbedHandler answers (with a 400) when its runner dies under a request.
+EMBED_RUNNER_ERROR = 'do embedding request: Post "http://127.0.0.1:40121/v1/embeddings": EOF'
+SIGNIN_URL = "https://ollama.com/connect?name=fake&key=c3NoLWVkMjU1MTk"
+THINK_LEVELS = ("high", "medium", "low", "max")
 GARBAGE = b"<html><body>502 Bad Gateway</body></html>"
 NDJSON = "application/x-ndjson"
 
@@ -90,6 +117,52 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
+def _call_id(seed: str) -> str:
+    # Ollama's ids are random; these are derived from the call, so answers stay repeatable.
+    digest = hashlib.sha256(seed.encode()).digest()
+    return "call_" + "".join("abcdefghijklmnopqrstuvwxyz0123456789"[b % 36] for b in digest[:8])
+
+
+def _logprobs(token: str, position: int, top: int) -> list[dict[str, Any]]:
+    """One api.Logprob for ``token``, with ``top`` alternatives (server/logprob.go: bytes are
+    the token's UTF-8, left out when it is empty)."""
+
+    def entry(text: str, logprob: float) -> dict[str, Any]:
+        out: dict[str, Any] = {"token": text, "logprob": logprob}
+        if text:
+            out["bytes"] = list(text.encode())
+        return out
+
+    chosen = entry(token, -round(0.05 * (1 + position % 7), 4))
+    if top > 0:
+        alternatives = [f"{token.strip() or '_'}{k}" for k in range(1, top)]
+        chosen["top_logprobs"] = [
+            entry(token, chosen["logprob"]),
+            *(entry(t, chosen["logprob"] - k) for k, t in enumerate(alternatives, 1)),
+        ]
+    return [chosen]
+
+
+def _think_error(model: str, think: object) -> Response | None:
+    """The 400s Ollama answers ``think`` with (api.ThinkValue.UnmarshalJSON, ChatHandler)."""
+    if think is None or think is False:
+        return None
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        return _error(
+            400,
+            f'invalid think value: "{think}" (must be "high", "medium", "low", "max", true,'
+            " or false)",
+        )
+    if not isinstance(think, bool | str):
+        return _error(
+            400,
+            'think must be a boolean or string ("high", "medium", "low", "max", true, or false)',
+        )
+    if not model.startswith(THINKING):
+        return _error(400, f'"{model}" does not support thinking')
+    return None
+
+
 def _embedding(text: str, dims: int) -> list[float]:
     raw = b""
     counter = 0
@@ -104,12 +177,24 @@ def _embedding(text: str, dims: int) -> list[float]:
 class FakeOllama:
     """The server's state: which models it serves and how slow ``slow-*`` models are."""
 
-    def __init__(self, *, models: Sequence[str] = DEFAULT_MODELS, delay: float = 0.2) -> None:
+    def __init__(
+        self, *, models: Sequence[str] = DEFAULT_MODELS, delay: float = 0.2, load_delay: float = 0
+    ) -> None:
         self.models = tuple(_full_name(m) for m in models)
         self.delay = delay
+        self.load_delay = load_delay
+        self._loaded: set[str] = set()
 
     def serves(self, model: str) -> bool:
-        return _fault(model) is not None or _full_name(model) in self.models
+        return (
+            _fault(model) is not None or model.endswith(CLOUD) or _full_name(model) in self.models
+        )
+
+    async def _load(self, model: str) -> None:
+        # Ollama sends nothing, not even the head, until the model is loaded.
+        if model not in self._loaded:
+            await anyio.sleep(self.load_delay)
+            self._loaded.add(model)
 
     # --- endpoints ----------------------------------------------------------------------
 
@@ -151,6 +236,10 @@ class FakeOllama:
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             return _error(400, "messages must be an array of objects")
         model = body["model"]
+        refused = self._refused(body)
+        if refused is not None:
+            return refused
+        await self._load(model)
         if not messages:
             return JSONResponse(self._load_reply(model, {"message": _assistant("")}))
         last_user = next(
@@ -158,17 +247,32 @@ class FakeOllama:
         )
         prompt_tokens = sum(len(_words(_text(m.get("content")))) for m in messages) or 1
         tools = body.get("tools")
+        thinking, budget = self._thinking(last_user, body)
+        pieces: list[dict[str, Any]] = [{"message": _assistant("", thinking=t)} for t in thinking]
         if tools:
-            try:
-                tool = tools[0]["function"]["name"]
-            except (LookupError, TypeError):
-                return _error(400, "tools[0].function.name is required")
-            call = {"function": {"name": tool, "arguments": {"text": last_user}}}
-            pieces: list[dict[str, Any]] = [{"message": _assistant("", tool_calls=[call])}]
+            names: list[str] = []
+            for i, tool in enumerate(tools):
+                try:
+                    names.append(tool["function"]["name"])
+                except (LookupError, TypeError):
+                    return _error(400, f"tools[{i}].function.name is required")
             reason = "stop"
+            for i, name in enumerate(names):
+                cost = 1 + len(_words(last_user))
+                if cost > budget:
+                    reason = "length"  # the model ran out of tokens inside this call
+                    break
+                budget -= cost
+                call = {
+                    "id": _call_id(f"{i}:{name}:{last_user}"),
+                    "function": {"index": i, "name": name, "arguments": {"text": last_user}},
+                }
+                pieces.append({"message": _assistant("", tool_calls=[call])})
         else:
-            texts, reason = self._pieces(last_user, body)
-            pieces = [{"message": _assistant(t)} for t in texts]
+            texts, reason = self._pieces(last_user, body, budget)
+            pieces += [{"message": _assistant(t)} for t in texts]
+        if budget < 0:
+            reason = "length"  # cut while thinking
         final = {"message": _assistant("")}
         return await self._answer(body, pieces, final, reason, prompt_tokens, merge=_merge_chat)
 
@@ -176,11 +280,19 @@ class FakeOllama:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
+        refused = self._refused(body)
+        if refused is not None:
+            return refused
+        await self._load(body["model"])
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             return JSONResponse(self._load_reply(body["model"], {"response": ""}))
-        texts, reason = self._pieces(prompt, body)
-        pieces = [{"response": t} for t in texts]
+        thinking, budget = self._thinking(prompt, body)
+        texts, reason = self._pieces(prompt, body, budget)
+        pieces = [{"response": "", "thinking": t} for t in thinking]
+        pieces += [{"response": t} for t in texts]
+        if budget < 0:
+            reason = "length"  # cut while thinking
         final = {"response": "", "context": list(range(1, len(texts) + 2))}
         return await self._answer(
             body, pieces, final, reason, len(_words(prompt)) or 1, merge=_merge_generate
@@ -191,11 +303,15 @@ class FakeOllama:
         if isinstance(body, Response):
             return body
         value = body.get("input")
-        inputs = [value] if isinstance(value, str) else value
+        # A string "" is no input at all (EmbedHandler skips it); an array's "" is embedded.
+        inputs = ([value] if value else []) if isinstance(value, str) else value
         if not isinstance(inputs, list) or not all(isinstance(v, str) for v in inputs):
-            return _error(400, "invalid input type: input must be a string or array of strings")
+            return _error(400, "invalid input type")
+        await self._load(body["model"])
+        if not inputs:
+            return JSONResponse({"model": body["model"], "embeddings": []})
         if _fault(body["model"]) in ("error", "dying"):
-            return _error(500, RUNNER_ERROR)
+            return _error(400, EMBED_RUNNER_ERROR)
         dims = body.get("dimensions") or EMBED_DIMS
         started = time.monotonic_ns()
         return JSONResponse(
@@ -224,17 +340,34 @@ class FakeOllama:
         if not isinstance(model, str) or not model:
             return _error(400, "model is required")
         if not self.serves(model):
-            return _error(404, f'model "{model}" not found, try pulling it first')
+            return _error(404, f"model '{model}' not found")
         return body
 
-    def _pieces(self, text: str, body: dict[str, Any]) -> tuple[list[str], str]:
+    def _refused(self, body: dict[str, Any]) -> Response | None:
+        """What chat and generate refuse before running anything, in Ollama's order."""
+        top = body.get("top_logprobs", 0)
+        if not isinstance(top, int) or not 0 <= top <= 20:
+            return _error(400, "top_logprobs must be between 0 and 20")
+        model = body["model"]
+        if model.endswith(CLOUD):
+            return JSONResponse({"error": "unauthorized", "signin_url": SIGNIN_URL}, 401)
+        return _think_error(model, body.get("think"))
+
+    def _thinking(self, text: str, body: dict[str, Any]) -> tuple[list[str], int]:
+        """The thinking pieces and the tokens left for the answer (below 0: cut short)."""
+        limit = _limit(body)
+        # A thinking-capable model thinks when think is left out (ChatHandler sets it true).
+        if not body["model"].startswith(THINKING) or body.get("think") is False:
+            return [], limit
+        words = ["Thinking", "about:", *_words(text)]
+        pieces = [w if i == 0 else f" {w}" for i, w in enumerate(words)]
+        return pieces[:limit], limit - len(pieces)
+
+    def _pieces(self, text: str, body: dict[str, Any], limit: int) -> tuple[list[str], str]:
         if body.get("format"):
             return [json.dumps({"echo": text})], "stop"
         words = _words(text) or ["Hello!"]
-        options = body.get("options") or {}
-        limit = options.get("num_predict")
-        if not isinstance(limit, int) or limit < 0:
-            limit = 512  # Ollama's -1 means "until the model stops"; keep it bounded
+        limit = max(0, limit)
         reason = "length" if limit < len(words) else "stop"
         words = words[:limit]
         return [w if i == 0 else f" {w}" for i, w in enumerate(words)], reason
@@ -256,6 +389,13 @@ class FakeOllama:
         model = body["model"]
         fault = _fault(model)
         started = time.monotonic_ns()
+        if body.get("logprobs"):
+            top = body.get("top_logprobs") or 0
+            for i, piece in enumerate(pieces):
+                message = piece.get("message", piece)
+                token = message.get("content") or message.get("response") or ""
+                token = token or message.get("thinking") or ""
+                piece["logprobs"] = _logprobs(token, i, top)
 
         def stats() -> dict[str, Any]:
             total = time.monotonic_ns() - started + 2000
@@ -313,22 +453,47 @@ class FakeOllama:
         yield _line({"model": model, "created_at": _now(), **final, **stats()})
 
 
-def _assistant(content: str, *, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _limit(body: dict[str, Any]) -> int:
+    limit = (body.get("options") or {}).get("num_predict")
+    if not isinstance(limit, int) or limit < 0:
+        return 512  # Ollama's -1 means "until the model stops"; keep it bounded
+    return limit
+
+
+def _assistant(
+    content: str, *, thinking: str = "", tool_calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    # api.Message: thinking and tool_calls are omitempty
     message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
     if tool_calls:
         message["tool_calls"] = tool_calls
     return message
 
 
+def _logprobs_of(pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    merged = [lp for p in pieces for lp in p.get("logprobs", [])]
+    return {"logprobs": merged} if merged else {}
+
+
 def _merge_chat(pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    # As writeChatResponse does: content and thinking joined, tool calls and logprobs listed.
     calls = [c for p in pieces for c in p["message"].get("tool_calls", [])]
-    return {
-        "message": _assistant("".join(p["message"]["content"] for p in pieces), tool_calls=calls)
-    }
+    message = _assistant(
+        "".join(p["message"]["content"] for p in pieces),
+        thinking="".join(p["message"].get("thinking", "") for p in pieces),
+        tool_calls=calls,
+    )
+    return {"message": message, **_logprobs_of(pieces)}
 
 
 def _merge_generate(pieces: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"response": "".join(p["response"] for p in pieces), "context": [1, 2, 3]}
+    merged: dict[str, Any] = {"response": "".join(p["response"] for p in pieces)}
+    thinking = "".join(p.get("thinking", "") for p in pieces)
+    if thinking:
+        merged["thinking"] = thinking
+    return {**merged, "context": [1, 2, 3], **_logprobs_of(pieces)}
 
 
 def _line(obj: dict[str, Any]) -> bytes:
@@ -344,8 +509,10 @@ async def _dying(data: bytes) -> AsyncIterator[bytes]:
     raise _DropConnection("dropping the connection on purpose (dying-* model)")
 
 
-def create_app(*, models: Sequence[str] = DEFAULT_MODELS, delay: float = 0.2) -> Starlette:
-    fake = FakeOllama(models=models, delay=delay)
+def create_app(
+    *, models: Sequence[str] = DEFAULT_MODELS, delay: float = 0.2, load_delay: float = 0
+) -> Starlette:
+    fake = FakeOllama(models=models, delay=delay, load_delay=load_delay)
     return Starlette(
         routes=[
             Route("/", fake.root, methods=["GET", "HEAD"]),
@@ -364,6 +531,7 @@ async def serve(
     port: int = 0,
     models: Sequence[str] = DEFAULT_MODELS,
     delay: float = 0.2,
+    load_delay: float = 0,
     shutdown: anyio.Event | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -376,7 +544,7 @@ async def serve(
     trigger = shutdown.wait if shutdown is not None else anyio.sleep_forever
     async with anyio.create_task_group() as tg:
         # hypercorn's own app type is a protocol starlette does not declare
-        app: Any = create_app(models=models, delay=delay)
+        app: Any = create_app(models=models, delay=delay, load_delay=load_delay)
         binds = await tg.start(
             partial(hypercorn_serve, app, config, shutdown_trigger=trigger, mode="asgi")
         )
@@ -395,13 +563,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names"
     )
     parser.add_argument("--delay", type=float, default=0.2, help="seconds per line for slow-*")
+    parser.add_argument(
+        "--load-delay",
+        type=float,
+        default=0,
+        help="seconds of silence before a model's first answer",
+    )
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
 
     async def run() -> None:
         async with anyio.create_task_group() as tg:
             port = await tg.start(
-                partial(serve, host=args.host, port=args.port, models=models, delay=args.delay)
+                partial(
+                    serve,
+                    host=args.host,
+                    port=args.port,
+                    models=models,
+                    delay=args.delay,
+                    load_delay=args.load_delay,
+                )
             )
             print(f"listening on http://{args.host}:{port}", flush=True)
 

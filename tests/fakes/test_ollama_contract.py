@@ -1,12 +1,13 @@
-"""The fake Ollama server, run for real on loopback: its answers have the documented wire
-shapes, its fault modes fail the way they say, and its real streams translate into chunks
-that the ``openai`` package's own types accept."""
+"""The fake Ollama server, run for real on loopback: its answers have the wire shapes of
+Ollama's source (commit fb30760), its fault modes fail the way they say, and its real
+streams translate into chunks that the ``openai`` package's own types accept."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import re
 import select
 import subprocess
 import sys
@@ -32,10 +33,16 @@ from gate_runner.wire.ollama import (
     ollama_chat_to_openai,
     ollama_embed_to_openai,
     ollama_error,
+    ollama_generate_to_openai,
     parse_version,
     tags_to_models,
 )
-from gate_runner.wire.openai import validate_chat, validate_completion, validate_embeddings
+from gate_runner.wire.openai import (
+    OpenAIError,
+    validate_chat,
+    validate_completion,
+    validate_embeddings,
+)
 from gate_runner.wire.sse import DONE, SSEParser
 from tests.fakes import ollama as fake
 from tests.rig import ROOT
@@ -61,7 +68,7 @@ def base_url() -> Iterator[str]:
             "--port",
             "0",
             "--models",
-            "llama3.2,all-minilm:latest",
+            "llama3.2,all-minilm:latest,think-qwen3:latest",
             "--delay",
             str(DELAY),
         ],
@@ -114,11 +121,18 @@ def test_root_and_version(client: httpx.Client) -> None:
     r = client.get("/api/version")
     assert r.status_code == 200 and r.json() == {"version": fake.VERSION}
     assert parse_version(r.json()) == fake.VERSION
+    # The fake answers logprobs, which Ollama has only from 0.12.11 on: it must say so.
+    release = tuple(int(n) for n in fake.VERSION.split("-")[0].split("."))
+    assert release >= (0, 12, 11)
 
 
 def test_tags(client: httpx.Client) -> None:
     models = client.get("/api/tags").json()["models"]
-    assert [m["name"] for m in models] == ["llama3.2:latest", "all-minilm:latest"]
+    assert [m["name"] for m in models] == [
+        "llama3.2:latest",
+        "all-minilm:latest",
+        "think-qwen3:latest",
+    ]
     for m in models:
         assert m["model"] == m["name"]
         assert isinstance(m["size"], int)
@@ -171,7 +185,7 @@ def test_chat_empty_messages_loads_the_model(client: httpx.Client) -> None:
 def test_unknown_model_is_404(client: httpx.Client) -> None:
     r = client.post("/api/chat", json=chat_body(model="nope"))
     assert r.status_code == 404
-    assert r.json() == {"error": 'model "nope" not found, try pulling it first'}
+    assert r.json() == {"error": "model 'nope' not found"}  # ChatHandler's words
     error = ollama_error(r.status_code, r.content, model="nope")
     assert (error.status, error.code, error.param) == (404, "model_not_found", "model")
 
@@ -312,6 +326,136 @@ def test_real_embeddings(client: httpx.Client) -> None:
     assert out.usage.prompt_tokens == 3
 
 
+# --- what newer Ollama sends and refuses (fb30760) -----------------------------------------
+
+
+def test_tool_calls_have_ids_and_cut_calls_say_length(client: httpx.Client) -> None:
+    tools = [
+        {"type": "function", "function": {"name": name, "parameters": {}}}
+        for name in ("lookup", "fetch")
+    ]
+    [line] = lines(client.post("/api/chat", json=chat_body(text="cats", tools=tools[:1])))[:1]
+    [call] = line["message"]["tool_calls"]
+    assert re.fullmatch(r"call_[a-z0-9]{8}", call["id"])  # toolCallId in server/routes.go
+    assert call["function"] == {"index": 0, "name": "lookup", "arguments": {"text": "cats"}}
+
+    # Room for the first call (2 tokens) but not the second: a turn cut inside a call.
+    req = validate_chat(chat_body(text="cats", tools=tools, max_tokens=3))
+    resp = client.post("/api/chat", json=chat_to_ollama(req.raw)).json()
+    assert resp["done_reason"] == "length" and len(resp["message"]["tool_calls"]) == 1
+    out = ChatCompletion.model_validate(
+        ollama_chat_to_openai(resp, id="chatcmpl-4", created=0, model=req.model)
+    )
+    assert out.choices[0].finish_reason == "length"
+    [kept] = out.choices[0].message.tool_calls or []
+    assert kept.id == call["id"]  # Ollama's id, not one made up by Gate
+
+
+def test_thinking_model_thinks_unless_told_not_to(client: httpx.Client) -> None:
+    model = "think-qwen3"
+    pieces = lines(client.post("/api/chat", json=chat_body(model=model, text="a b")))
+    assert "".join(p["message"].get("thinking", "") for p in pieces) == "Thinking about: a b"
+    assert "".join(p["message"]["content"] for p in pieces) == "a b"
+    whole = client.post("/api/chat", json=chat_body(model=model, text="a b", stream=False))
+    assert whole.json()["message"]["thinking"] == "Thinking about: a b"
+    quiet = client.post("/api/chat", json=chat_body(model=model, stream=False, think=False))
+    assert "thinking" not in quiet.json()["message"]
+    generated = client.post(
+        "/api/generate", json={"model": model, "prompt": "x y", "stream": False}
+    ).json()
+    assert (generated["thinking"], generated["response"]) == ("Thinking about: x y", "x y")
+
+
+@pytest.mark.parametrize(
+    ("model", "think", "error"),
+    [
+        ("think-qwen3", "minimal", 'invalid think value: "minimal"'),
+        ("think-qwen3", "xhigh", 'invalid think value: "xhigh"'),
+        ("think-qwen3", 1, "think must be a boolean or string"),
+        ("llama3.2", True, '"llama3.2" does not support thinking'),
+        ("llama3.2", "low", '"llama3.2" does not support thinking'),
+    ],
+)
+def test_think_values_ollama_refuses(
+    client: httpx.Client, model: str, think: object, error: str
+) -> None:
+    r = client.post("/api/chat", json=chat_body(model=model, think=think, stream=False))
+    assert r.status_code == 400 and r.json()["error"].startswith(error)
+    assert client.post("/api/chat", json=chat_body(model=model, think=False)).status_code == 200
+
+
+@pytest.mark.parametrize("effort", ["minimal", "low", "medium", "high", "xhigh", "none"])
+def test_every_reasoning_effort_reaches_a_thinking_model(client: httpx.Client, effort: str) -> None:
+    req = validate_chat(chat_body(model="think-qwen3", text="a", reasoning_effort=effort))
+    r = client.post("/api/chat", json=chat_to_ollama(req.raw))
+    assert r.status_code == 200, r.text
+    out = ChatCompletion.model_validate(
+        ollama_chat_to_openai(r.json(), id="chatcmpl-5", created=0, model=req.model)
+    )
+    reasoning = (out.choices[0].message.model_extra or {}).get("reasoning_content")
+    assert reasoning == (None if effort == "none" else "Thinking about: a")
+
+
+def test_chat_logprobs_round_trip(client: httpx.Client) -> None:
+    req = validate_chat(chat_body(text="a b", logprobs=True, top_logprobs=2))
+    resp = client.post("/api/chat", json=chat_to_ollama(req.raw)).json()
+    assert [lp["token"] for lp in resp["logprobs"]] == ["a", " b"]
+    assert len(resp["logprobs"][0]["top_logprobs"]) == 2
+    out = ChatCompletion.model_validate(
+        ollama_chat_to_openai(resp, id="chatcmpl-6", created=0, model=req.model)
+    )
+    assert out.choices[0].logprobs is not None and out.choices[0].logprobs.content is not None
+    first = out.choices[0].logprobs.content[0]
+    assert (first.token, first.bytes, len(first.top_logprobs)) == ("a", [97], 2)
+    bad = client.post("/api/chat", json=chat_body(logprobs=True, top_logprobs=21))
+    assert bad.status_code == 400 and "between 0 and 20" in bad.json()["error"]
+
+
+def test_chat_stream_logprobs_become_valid_chunks(client: httpx.Client) -> None:
+    req = validate_chat(chat_body(text="a b c", stream=True, logprobs=True))
+    stream = OllamaChatStream(id="chatcmpl-7", created=0, model=req.model)
+    events, failure = translate_stream(client, "/api/chat", chat_to_ollama(req.raw), stream)
+    assert failure is None
+    parsed = [ChatCompletionChunk.model_validate(c) for c in sse_data(events)[:-1]]
+    tokens = [
+        t.token
+        for c in parsed
+        if c.choices[0].logprobs
+        for t in c.choices[0].logprobs.content or []
+    ]
+    assert tokens == ["a", " b", " c"]
+
+
+def test_completion_logprobs_and_thinking_round_trip(client: httpx.Client) -> None:
+    req = validate_completion({"model": "think-qwen3", "prompt": "x y", "logprobs": 1})
+    resp = client.post("/api/generate", json=completion_to_ollama(req.raw)).json()
+    out = Completion.model_validate(
+        ollama_generate_to_openai(resp, id="cmpl-2", created=0, model=req.model)
+    )
+    choice = out.choices[0]
+    assert choice.text == "x y"
+    assert (choice.model_extra or {}).get("reasoning_content") == "Thinking about: x y"
+    assert choice.logprobs is not None and choice.logprobs.tokens is not None
+    assert choice.logprobs.tokens[-2:] == ["x", " y"]
+
+
+def test_embedding_an_empty_string_gives_nothing(client: httpx.Client) -> None:
+    r = client.post("/api/embed", json={"model": "all-minilm", "input": ""})
+    assert r.status_code == 200 and r.json() == {"model": "all-minilm", "embeddings": []}
+    with pytest.raises(OpenAIError) as info:  # so Gate refuses it before asking
+        embeddings_to_ollama(validate_embeddings({"model": "all-minilm", "input": ""}).raw)
+    assert info.value.status == 400
+
+
+def test_cloud_model_without_signin_is_401(client: httpx.Client) -> None:
+    r = client.post("/api/chat", json=chat_body(model="gpt-oss:120b-cloud"))
+    assert r.status_code == 401
+    assert r.json() == {"error": "unauthorized", "signin_url": fake.SIGNIN_URL}
+    error = ollama_error(r.status_code, r.content, model="gpt-oss:120b-cloud")
+    assert error.status == 502 and "ollama signin" in str(error)
+    assert fake.SIGNIN_URL in str(error) and "API key" not in str(error)
+
+
 # --- fault modes ---------------------------------------------------------------------------
 
 
@@ -363,8 +507,11 @@ def test_slow_model_waits_between_lines(client: httpx.Client) -> None:
 
 
 def test_fault_models_also_embed_or_fail(client: httpx.Client) -> None:
+    # EmbedHandler answers a runner that died with a 400, not a 5xx: Gate makes it a 502
     r = client.post("/api/embed", json={"model": "error-x", "input": "a"})
-    assert r.status_code == 500 and r.json() == {"error": fake.RUNNER_ERROR}
+    assert r.status_code == 400 and r.json() == {"error": fake.EMBED_RUNNER_ERROR}
+    error = ollama_error(r.status_code, r.content, model="error-x", op="embeddings")
+    assert (error.status, error.code) == (502, "upstream_error")
 
 
 # --- in-process, on trio -------------------------------------------------------------------

@@ -59,6 +59,7 @@ def test_chat_request_options_and_format() -> None:
             "presence_penalty": -0.5,
             "response_format": {"type": "json_object"},
             "logprobs": True,
+            "top_logprobs": 3,
             "user": "ann",
         }
     )
@@ -73,7 +74,17 @@ def test_chat_request_options_and_format() -> None:
         "stop": ["END"],
     }
     assert body["format"] == "json"
-    assert set(body) == {"model", "messages", "stream", "options", "format"}
+    # logprobs and top_logprobs are Ollama's own names (0.12.11 and later)
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 3)
+    assert set(body) == {
+        "model",
+        "messages",
+        "stream",
+        "options",
+        "format",
+        "logprobs",
+        "top_logprobs",
+    }
 
 
 @pytest.mark.parametrize(
@@ -138,9 +149,11 @@ def test_chat_request_messages_parts_images_and_tools() -> None:
         {
             "role": "assistant",
             "content": "",
-            "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}],
+            "tool_calls": [
+                {"id": "call_9", "function": {"name": "weather", "arguments": {"city": "Paris"}}}
+            ],
         },
-        {"role": "tool", "content": "sunny", "tool_name": "weather"},
+        {"role": "tool", "content": "sunny", "tool_name": "weather", "tool_call_id": "call_9"},
     ]
     assert body["tools"] == tools
 
@@ -155,6 +168,99 @@ def test_tool_choice_none_drops_the_tools() -> None:
         }
     )
     assert "tools" not in body
+
+
+@pytest.mark.parametrize(
+    ("effort", "think"),
+    [
+        ("none", False),
+        ("minimal", "low"),  # below Ollama's lowest tier: clamped, not refused
+        ("low", "low"),
+        ("medium", "medium"),
+        ("high", "high"),
+        ("xhigh", "max"),  # above Ollama's "high": its "max"
+        ("max", "max"),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_reasoning_effort_becomes_a_think_value_ollama_accepts(
+    effort: str | None, think: bool | str | None
+) -> None:
+    body = chat_to_ollama(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": effort}
+    )
+    assert body.get("think") == think
+    # api.ThinkValue takes exactly these (api/types.go, IsValid)
+    assert think is None or think in (True, False, "low", "medium", "high", "max")
+
+
+@pytest.mark.parametrize("effort", ["extreme", 3])
+def test_unknown_reasoning_effort_is_refused_by_gate(effort: object) -> None:
+    with pytest.raises(OpenAIError) as info:
+        chat_to_ollama(
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "x"}],
+                "reasoning_effort": effort,
+            }
+        )
+    assert (info.value.status, info.value.param) == (400, "reasoning_effort")
+    assert "minimal" in str(info.value) and "xhigh" in str(info.value)
+
+
+def test_tool_history_keeps_call_ids_and_earlier_reasoning() -> None:
+    """A second turn after tool calls: Ollama gets back the calls' ids, the results'
+    tool_call_id and the assistant's reasoning, under either of OpenAI's field names."""
+    call: dict[str, Any] = {
+        "id": "call_k3v9x0ab",
+        "type": "function",
+        "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+    }
+    messages = [
+        {"role": "user", "content": "Weather in Oslo and Rome?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "reasoning_content": "I need the weather tool twice.",
+            "tool_calls": [call, {**call, "id": "call_2", "function": {**call["function"]}}],
+        },
+        {"role": "tool", "tool_call_id": "call_k3v9x0ab", "content": "rain"},
+        {"role": "tool", "tool_call_id": "call_2", "name": "weather", "content": "sun"},
+        {"role": "assistant", "content": "Rain, then sun.", "reasoning": "Both came back."},
+        {"role": "user", "content": "Thanks"},
+    ]
+    out = chat_to_ollama({"model": "m", "messages": messages})["messages"]
+    assert out[1] == {
+        "role": "assistant",
+        "content": "",
+        "thinking": "I need the weather tool twice.",
+        "tool_calls": [
+            {"id": "call_k3v9x0ab", "function": {"name": "weather", "arguments": {"city": "Oslo"}}},
+            {"id": "call_2", "function": {"name": "weather", "arguments": {"city": "Oslo"}}},
+        ],
+    }
+    assert out[2] == {
+        "role": "tool",
+        "content": "rain",
+        "tool_name": "weather",
+        "tool_call_id": "call_k3v9x0ab",
+    }
+    assert out[3]["tool_call_id"] == "call_2"
+    assert out[4] == {
+        "role": "assistant",
+        "content": "Rain, then sun.",
+        "thinking": "Both came back.",
+    }
+    assert out[5] == {"role": "user", "content": "Thanks"}
+
+
+def test_chat_top_logprobs_go_only_with_logprobs() -> None:
+    base = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    assert "logprobs" not in chat_to_ollama({**base, "logprobs": False, "top_logprobs": 2})
+    assert "top_logprobs" not in chat_to_ollama({**base, "top_logprobs": 2})
+    body = chat_to_ollama({**base, "logprobs": True})
+    assert body["logprobs"] is True and "top_logprobs" not in body
 
 
 BAD_FOR_OLLAMA: list[tuple[dict[str, Any], str, str]] = [
@@ -228,7 +334,6 @@ def test_completion_request() -> None:
         ({"prompt": ["a", "b"]}, "prompt"),
         ({"prompt": [1, 2]}, "prompt"),
         ({"echo": True}, "echo"),
-        ({"logprobs": 2}, "logprobs"),
         ({"best_of": 3}, "best_of"),
     ],
 )
@@ -236,6 +341,25 @@ def test_completion_request_ollama_cannot_serve(fields: dict[str, Any], param: s
     with pytest.raises(OpenAIError) as info:
         completion_to_ollama({"model": "m", "prompt": "x", **fields})
     assert (info.value.status, info.value.param) == (400, param)
+
+
+@pytest.mark.parametrize(
+    ("logprobs", "expected"), [(0, {"logprobs": True}), (3, {"logprobs": True, "top_logprobs": 3})]
+)
+def test_completion_request_logprobs(logprobs: int, expected: dict[str, Any]) -> None:
+    body = completion_to_ollama({"model": "m", "prompt": "x", "logprobs": logprobs})
+    assert {k: body[k] for k in ("logprobs", "top_logprobs") if k in body} == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "param"), [("", "input"), (["a", ""], "input[1]"), ([""], "input[0]")]
+)
+def test_embeddings_request_refuses_empty_strings(value: object, param: str) -> None:
+    # Ollama answers "" with `"embeddings": []`, which clients index into and crash on.
+    with pytest.raises(OpenAIError) as info:
+        embeddings_to_ollama({"model": "e", "input": value})
+    assert (info.value.status, info.value.param) == (400, param)
+    assert "empty string" in str(info.value)
 
 
 def test_embeddings_request() -> None:
@@ -328,6 +452,77 @@ def test_chat_answer_with_tool_calls() -> None:
             "name": "get_current_weather",
             "arguments": json.dumps({"format": "celsius", "location": "Paris, FR"}),
         },
+    }
+
+
+def test_chat_answer_with_tool_calls_cut_by_the_token_limit_says_length() -> None:
+    call = {"id": "call_a1", "function": {"index": 0, "name": "f", "arguments": {}}}
+    resp = {
+        "message": {"role": "assistant", "content": "", "tool_calls": [call]},
+        "done_reason": "length",
+        "done": True,
+    }
+    choice = ollama_chat_to_openai(resp, id="chatcmpl-x", created=0, model="m")["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert choice["message"]["tool_calls"][0]["id"] == "call_a1"  # Ollama's own id is kept
+
+
+LOGPROBS = [
+    {
+        "token": "Hi",
+        "logprob": -0.25,
+        "bytes": [72, 105],
+        "top_logprobs": [
+            {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]},
+            {"token": "Hey", "logprob": -1.5, "bytes": [72, 101, 121]},
+        ],
+    },
+    {"token": "", "logprob": -3.0},  # Ollama leaves bytes (and tops) out when empty
+]
+
+
+def test_chat_answer_with_logprobs_and_thinking() -> None:
+    resp = {
+        "message": {"role": "assistant", "content": "Hi", "thinking": "Say hi."},
+        "done_reason": "stop",
+        "done": True,
+        "logprobs": LOGPROBS,
+    }
+    choice = ollama_chat_to_openai(resp, id="chatcmpl-x", created=0, model="m")["choices"][0]
+    assert choice["message"]["reasoning_content"] == "Say hi."
+    assert choice["logprobs"] == {
+        "content": [
+            {
+                "token": "Hi",
+                "logprob": -0.25,
+                "bytes": [72, 105],
+                "top_logprobs": [
+                    {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]},
+                    {"token": "Hey", "logprob": -1.5, "bytes": [72, 101, 121]},
+                ],
+            },
+            {"token": "", "logprob": -3.0, "bytes": None, "top_logprobs": []},
+        ],
+        "refusal": None,
+    }
+
+
+def test_generate_answer_keeps_thinking_and_logprobs() -> None:
+    resp = {
+        "model": "m",
+        "response": "Hi",
+        "thinking": "The user wants a greeting.",
+        "done": True,
+        "done_reason": "stop",
+        "logprobs": LOGPROBS,
+    }
+    choice = ollama_generate_to_openai(resp, id="cmpl-1", created=5, model="m")["choices"][0]
+    assert choice["reasoning_content"] == "The user wants a greeting."
+    assert choice["logprobs"] == {
+        "tokens": ["Hi", ""],
+        "token_logprobs": [-0.25, -3.0],
+        "top_logprobs": [{"Hi": -0.25, "Hey": -1.5}, {}],
+        "text_offset": [0, 2],
     }
 
 
@@ -429,11 +624,47 @@ ERRORS: list[tuple[int, object, str | None, int, str | None, list[str]]] = [
     (404, b"404 page not found", "m", 502, "upstream_error", ["no such endpoint"]),
     (400, {"error": "invalid options"}, None, 400, None, ["invalid options"]),
     (429, {"error": "too many"}, None, 429, "rate_limit_exceeded", ["too many"]),
-    (401, {"error": "unauthorized"}, None, 502, "upstream_auth_failed", ["API key"]),
+    (
+        401,
+        {"error": "unauthorized", "signin_url": "https://ollama.com/connect?name=h&key=k"},
+        None,
+        502,
+        "upstream_auth_failed",
+        ["ollama signin", "https://ollama.com/connect?name=h&key=k"],
+    ),
+    (401, b'{"error":"unauthorized"}', None, 502, "upstream_auth_failed", ["ollama signin"]),
     (500, {"error": "the model failed"}, None, 502, "upstream_error", ["the model failed"]),
     (503, "server busy", None, 503, "no_provider_available", ["server busy"]),
     (504, b"", None, 504, "upstream_timeout", ["empty body"]),
 ]
+
+
+# /api/embed answers 400 for its runner's failures too (EmbedHandler in server/routes.go).
+EMBED_400S: list[tuple[str, int, str | None]] = [
+    (
+        'do embedding request: Post "http://127.0.0.1:40121/v1/embeddings": EOF',
+        502,
+        "upstream_error",
+    ),
+    ("embedding contains NaN or Inf values", 502, "upstream_error"),
+    ("unexpected server status: 2", 502, "upstream_error"),
+    ("the input length exceeds the context length", 400, None),
+    ("input after truncation exceeds maximum context length", 400, None),
+    ("invalid input type", 400, None),
+    ("json: cannot unmarshal number into Go struct field", 400, None),
+    ("missing request body", 400, None),
+]
+
+
+@pytest.mark.parametrize(("message", "out_status", "code"), EMBED_400S)
+def test_embed_400s_from_the_runner_are_server_faults(
+    message: str, out_status: int, code: str | None
+) -> None:
+    error = ollama_error(400, {"error": message}, model="e", op="embeddings")
+    assert (error.status, error.code) == (out_status, code)
+    assert message in str(error)
+    # on chat, a 400 stays the client's: Ollama reports its runner's failures there as 500s
+    assert ollama_error(400, {"error": message}, op="chat").status == 400
 
 
 @pytest.mark.parametrize(("status", "body", "model", "out_status", "code", "words"), ERRORS)
@@ -629,6 +860,35 @@ def test_chat_stream_tool_calls_and_thinking() -> None:
     assert data[-2]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def test_chat_stream_tool_call_cut_by_the_token_limit_says_length() -> None:
+    call = {"id": "call_q1", "function": {"index": 0, "name": "f", "arguments": {"a": 1}}}
+    body = ndjson(
+        {"model": "m", "message": {"role": "assistant", "content": "", "tool_calls": [call]}},
+        {**DONE_LINE, "done_reason": "length"},
+    )
+    _, data = run(chat_stream(), [body])
+    assert data[0]["choices"][0]["delta"]["tool_calls"][0]["id"] == "call_q1"
+    assert data[-2]["choices"][0]["finish_reason"] == "length"
+
+
+def test_chat_stream_logprobs() -> None:
+    body = ndjson(
+        {**piece("Hi"), "logprobs": LOGPROBS[:1]},
+        # a line with logprobs alone, as Ollama sends while it holds back a tool call's text
+        {**piece(""), "logprobs": LOGPROBS[1:]},
+        DONE_LINE,
+    )
+    _, data = run(chat_stream(), [body])
+    chunks = [c["choices"][0] for c in data[:-1]]
+    assert chunks[0]["delta"] == {"role": "assistant", "content": "Hi"}
+    assert chunks[0]["logprobs"]["content"][0]["top_logprobs"][1]["token"] == "Hey"
+    assert chunks[1]["delta"] == {}
+    assert chunks[1]["logprobs"]["content"] == [
+        {"token": "", "logprob": -3.0, "bytes": None, "top_logprobs": []}
+    ]
+    assert "logprobs" not in chunks[2] and chunks[2]["finish_reason"] == "stop"
+
+
 def gen_line(text: str, done: bool = False, **extra: Any) -> dict[str, Any]:
     return {
         "model": "m",
@@ -667,3 +927,28 @@ def test_generate_stream_error_and_eof() -> None:
     assert "boom" in data[-1]["error"]["message"]
     _, data = run(OllamaGenerateStream(id="c", created=0, model="m"), [ndjson(gen_line("a"))])
     assert data[-1]["error"]["code"] == "upstream_closed"
+
+
+def test_generate_stream_thinking_and_logprobs() -> None:
+    def lp(token: str) -> dict[str, Any]:
+        return {"token": token, "logprob": -0.5, "bytes": list(token.encode())}
+
+    body = ndjson(
+        gen_line("", thinking="Hmm.", logprobs=[lp("Hmm.")]),
+        gen_line("The", logprobs=[lp("The")]),
+        gen_line(" sky", logprobs=[lp(" sky")]),
+        gen_line("", True, done_reason="stop", **STATS),
+    )
+    stream = OllamaGenerateStream(id="c", created=0, model="m")
+    _, data = run(stream, [body])
+    choices = [c["choices"][0] for c in data[:-1]]
+    assert [c["text"] for c in choices] == ["", "The", " sky", ""]
+    assert choices[0]["reasoning_content"] == "Hmm."
+    assert [c["logprobs"]["text_offset"] for c in choices[:3]] == [[0], [4], [7]]
+    assert choices[1]["logprobs"] == {
+        "tokens": ["The"],
+        "token_logprobs": [-0.5],
+        "top_logprobs": None,
+        "text_offset": [4],
+    }
+    assert choices[3]["logprobs"] is None and stream.tokens_seen
