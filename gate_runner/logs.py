@@ -1,12 +1,16 @@
-"""Log set-up: human-readable lines on a TTY, one JSON object per line otherwise; and the
-handler that feeds log records to the event bus and keeps the recent ones for logs.tail."""
+"""Log set-up: human-readable lines on a TTY, one JSON object per line otherwise, each line
+written whole or not at all; and the handler that feeds log records to the event bus and
+keeps the recent ones for logs.tail."""
 
 from __future__ import annotations
 
-__all__ = ("LogFeed", "configure_logging", "log_entry")
+__all__ = ("LineHandler", "LogFeed", "configure_logging", "log_entry")
 
+import contextlib
+import io
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -80,6 +84,74 @@ class LogFeed(logging.Handler):
         return entries[-limit:]
 
 
+class LineHandler(logging.Handler):
+    """Writes each record as one line to a file descriptor, in one ``os.write``.
+
+    A line is in the file whole or not at all. A logging.StreamHandler writes through a
+    buffered stream, and on a full disk a line is cut where the space ran out while its
+    rest stays in the buffer, to be glued to a later line. Here a write cut short is taken
+    back (the file truncated to where the line began), and the lines lost so are counted
+    and said in the next line that gets through.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._lost = 0
+        self._lost_because = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if self._lost:
+            note = logging.LogRecord(
+                __name__,
+                logging.WARNING,
+                __file__,
+                0,
+                "%d log lines were lost: %s",
+                (self._lost, self._lost_because),
+                None,
+            )
+            if not self._write(self.format(note)):
+                self._lost += 1
+                return
+            self._lost = 0
+        if not self._write(line):
+            self._lost += 1
+
+    def _write(self, line: str) -> bool:
+        """Write ``line`` and a newline whole; False (and nothing written) if it could not."""
+        data = memoryview((line + "\n").encode("utf-8", "backslashreplace"))
+        written = 0
+        try:
+            while written < len(data):
+                # A regular file takes all of it or, when space runs out, what fits: then
+                # the next call fails (ENOSPC, EDQUOT, EFBIG) and the part is taken back.
+                written += os.write(self._fd, data[written:])
+        except OSError as e:
+            self._lost_because = (e.strerror or str(e)).lower()
+            if written:
+                self._take_back(written)
+            return False
+        return True
+
+    def _take_back(self, count: int) -> None:
+        try:
+            end = os.lseek(self._fd, 0, os.SEEK_CUR)
+            os.ftruncate(self._fd, end - count)
+            # Without O_APPEND the next write would go to the old offset, after a hole.
+            os.lseek(self._fd, end - count, os.SEEK_SET)
+        except OSError:
+            # Not a file (a pipe or a terminal, where writes do not run out of space): end
+            # the partial line so that the next one starts on its own.
+            with contextlib.suppress(OSError):
+                os.write(self._fd, b"\n")
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S")
@@ -96,7 +168,12 @@ def configure_logging(*, fmt: str = "auto", level: str = "info") -> None:
     """``fmt`` is text, json or auto (text on a TTY, json otherwise)."""
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    try:
+        sys.stderr.flush()  # what was printed before goes first
+        handler = LineHandler(sys.stderr.fileno())
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        handler = logging.StreamHandler(sys.stderr)  # a stderr with no descriptor (a test's)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

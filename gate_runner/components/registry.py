@@ -10,11 +10,13 @@ from gate_runner.components.control import ControlComponent
 from gate_runner.components.discovery import DiscoveryComponent
 from gate_runner.components.p2p import P2PComponent
 from gate_runner.components.providers import ProviderComponent
+from gate_runner.components.state import StateComponent
 from gate_runner.components.timer import TimerComponent
 
 
 def build_components(services: Services) -> list[Component]:
     return [
+        StateComponent(services),
         ControlComponent(services),
         ProviderComponent(services),
         DiscoveryComponent(services),

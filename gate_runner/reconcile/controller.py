@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ("Controller",)
 
 import difflib
+import errno
 import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence
@@ -315,10 +316,22 @@ class Controller:
         try:
             await anyio.to_thread.run_sync(write)
         except OSError as e:
-            raise GateError(
-                f"cannot write {source}: {e.strerror}; the spec was not changed",
-                hint="make the file and its directory writable by the node's user",
-            ) from e
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                quota = " (disk quota exceeded)" if e.errno == errno.EDQUOT else ""
+                error = GateError(
+                    f"cannot write {source}: no space left on device{quota};"
+                    " the spec was not changed",
+                    hint=f"free space on the filesystem that holds {source.parent}"
+                    f"{' or raise the quota' if quota else ''}, then apply again",
+                )
+            else:
+                error = GateError(
+                    f"cannot write {source}: {e.strerror}; the spec was not changed",
+                    hint="make the file and its directory writable by the node's user",
+                )
+            # The caller gets the error; the node's log keeps it for whoever was not the caller.
+            log.error("%s", error, extra={"generation": self.generation, "origin": "apply"})
+            raise error from e
 
     # -- NodeHandle -------------------------------------------------------------------
 

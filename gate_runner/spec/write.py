@@ -363,11 +363,35 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def _overwrite(path: Path, data: bytes) -> None:
-    with open(path, "r+b") as f:
-        f.write(data)
-        f.truncate()
-        f.flush()
-        os.fsync(f.fileno())
+    """Rewrite ``path`` in place. That is not atomic, so the room the new text needs beyond
+    the old is reserved first: a full disk fails here before the first byte changes. Should
+    a write fail all the same, the old bytes are put back."""
+    old = path.read_bytes()
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if len(data) > len(old):
+            try:
+                os.posix_fallocate(fd, len(old), len(data) - len(old))
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+                    raise
+        try:
+            _write_at_start(fd, data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                _write_at_start(fd, old)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_at_start(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], done)
+    os.ftruncate(fd, len(data))
+    os.fsync(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

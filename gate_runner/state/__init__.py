@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gate_runner.state.db import HistoryEntry, StateDB, StateError
+from gate_runner.state.db import HistoryEntry, SetAside, StateDB, StateError
 from gate_runner.state.requests import RequestLog, RequestRecord, new_request_id
 from gate_runner.state.token import load_or_create_token, read_token
 
@@ -10,6 +10,7 @@ __all__ = (
     "HistoryEntry",
     "RequestLog",
     "RequestRecord",
+    "SetAside",
     "StateDB",
     "StateError",
     "load_or_create_token",

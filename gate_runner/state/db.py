@@ -1,12 +1,17 @@
-"""state.db: the node's SQLite store, its schema steps, and the spec history kept in it."""
+"""state.db: the node's SQLite store, its schema steps, the spec history kept in it, and
+setting aside a state.db found unusable at start."""
 
 from __future__ import annotations
 
-__all__ = ("HistoryEntry", "StateDB", "StateError")
+__all__ = ("HistoryEntry", "SetAside", "StateDB", "StateError")
 
+import contextlib
+import errno
 import importlib.resources
+import logging
 import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +25,44 @@ from gate_runner.errors import GateError
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
+# SQLite's verdicts on a file that is damaged, as opposed to one it cannot reach (permissions,
+# I/O errors): only these make the node set state.db aside and start a fresh one.
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_SIDECARS = ("-wal", "-shm")
+_SET_ASIDE = ".corrupt-"  # state.db.corrupt-20260101T120000Z, with its -wal and -shm
+
 
 class StateError(GateError):
-    """Raised when state.db cannot be opened or migrated (unwritable dataDir, newer schema)."""
+    """Raised when state.db cannot be opened or migrated (unwritable dataDir, full disk,
+    newer schema). A damaged state.db is not an error: it is set aside (``SetAside``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A state.db that was unusable at start (empty, not a database, failing quick_check),
+    moved aside with its -wal and -shm files so that the node could start a fresh one."""
+
+    path: Path  # where it went: <dataDir>/state.db.corrupt-<UTC time>
+    reason: str  # what was wrong with it
+
+    @property
+    def moved_at(self) -> str:
+        """The UTC time in the file's name, as RFC 3339."""
+        stamp = self.path.name.rpartition(_SET_ASIDE)[2][:16]
+        try:
+            when = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+        except ValueError:
+            return stamp
+        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def describe(self) -> str:
+        return (
+            f"state.db {self.reason}, so the spec history restarted at generation 1 (and the"
+            f" request log empty) at {self.moved_at}; the old file is {self.path}. gate.yaml"
+            " and the key were not touched. Remove that file to clear this notice"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,25 +111,25 @@ class StateDB:
         self.path = path
         self._lock = threading.Lock()
         try:
-            # Create the file 0600 before SQLite opens it: the -wal and -shm files it makes
-            # copy the database's mode, and they hold recent rows too.
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            moved = _ensure_usable(path)
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
             self._migrate()
         except sqlite3.Error as e:
-            raise StateError(
-                f"cannot open {path}: {e}",
-                hint="check that dataDir exists and is writable by this user",
-            ) from e
+            raise StateError(f"cannot open {path}: {e}", hint=_open_hint(path, e)) from e
         except OSError as e:
-            raise StateError(
-                f"cannot create {path}: {e.strerror}",
-                hint="check that dataDir exists and is writable by this user",
-            ) from e
+            raise StateError(f"cannot create {path}: {e.strerror}", hint=_open_hint(path, e)) from e
         path.chmod(0o600)
+        # Every set-aside state.db still in dataDir, newest first: the notice stays, across
+        # restarts, until the user removes the file. A detached `gate up` opens state.db
+        # twice (once in the foreground to fail early), so the node that runs may not be
+        # the process that moved the file.
+        self.set_aside: tuple[SetAside, ...] = _find_set_aside(path, moved)
+        for old in self.set_aside:
+            if old is not moved:
+                log.warning("%s", old.describe(), extra={"setAside": str(old.path)})
 
     def _migrate(self) -> None:
         (current,) = self._conn.execute("PRAGMA user_version").fetchone()
@@ -200,3 +240,176 @@ class StateDB:
 
     async def entry(self, generation: int) -> HistoryEntry | None:
         return await anyio.to_thread.run_sync(self._entry, generation)
+
+
+# -- opening: a usable file, or a fresh one in place of the damaged one --------------------
+
+
+def _primary(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _open_hint(path: Path, error: sqlite3.Error | OSError) -> str:
+    full = (
+        _primary(error) == sqlite3.SQLITE_FULL
+        if isinstance(error, sqlite3.Error)
+        else error.errno in (errno.ENOSPC, errno.EDQUOT)
+    )
+    if full:
+        return f"no space left on device: free space on the disk that holds {path.parent}"
+    return "check that dataDir exists and is writable by this user"
+
+
+def _ensure_usable(path: Path) -> SetAside | None:
+    """Leave a database at ``path`` that passes quick_check: create it when missing; when it is
+    empty or damaged, move it aside (returned) and create a fresh one in its place.
+
+    A state.db of 0 bytes is never one of ours (``_create`` renames a file into place only
+    once SQLite has written its header), so an empty one was emptied behind our back (a
+    truncation, a filesystem that lost it in a crash): its history is lost, and we say so.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        _set_aside_orphans(path)
+        _create(path)
+        return None
+    found = {s for s in _SIDECARS if Path(f"{path}{s}").exists()}
+    reason = "was empty (0 bytes)" if size == 0 else _check(path)
+    if reason is None:
+        return None
+    moved = _move_aside(path, reason, sidecars=found)
+    log.error(
+        "starting a fresh state.db: %s", moved.describe(), extra={"setAside": str(moved.path)}
+    )
+    _create(path)
+    return moved
+
+
+def _check(path: Path) -> str | None:
+    """None when ``path`` passes ``PRAGMA quick_check``, else what is wrong with it.
+
+    Read-only: a read-write connection would checkpoint the WAL into the damaged file as
+    it closed, and the file is to be set aside as it was found.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        if _primary(e) in _DAMAGED:
+            return f"was corrupt ({e})"
+        raise
+    if rows == [("ok",)]:
+        return None
+    # Each row may hold several lines; the first is a "*** in database main ***" banner.
+    problems = [
+        line
+        for (row,) in rows
+        for line in str(row).splitlines()
+        if line and not line.startswith("***")
+    ]
+    more = f", and {len(problems) - 1} more problems" if len(problems) > 1 else ""
+    return f"was corrupt (quick_check: {problems[0] if problems else rows[0][0]}{more})"
+
+
+def _move_aside(path: Path, reason: str, *, sidecars: set[str]) -> SetAside:
+    """Rename state.db and its -wal and -shm to state.db.corrupt-<time>[-wal|-shm]: the
+    names SQLite itself pairs, so the set-aside file opens with its WAL for a recovery.
+    Only the ``sidecars`` that were there before _check: the (empty) ones its read-only
+    connection made are removed."""
+    target = _unused_name(path, _SET_ASIDE)
+    # The database first: a crash before its WAL follows leaves an orphaned WAL, which the
+    # next start sets aside too (_set_aside_orphans), never a WAL paired with a fresh file.
+    os.rename(path, target)
+    for suffix in _SIDECARS:
+        with contextlib.suppress(FileNotFoundError):
+            if suffix in sidecars:
+                os.rename(f"{path}{suffix}", f"{target}{suffix}")
+            else:
+                os.unlink(f"{path}{suffix}")
+    _fsync_dir(path.parent)
+    return SetAside(target, reason)
+
+
+def _unused_name(path: Path, kind: str) -> Path:
+    """``path`` + ``kind`` + the UTC time, with a counter if a file (or its -wal or -shm)
+    already has that name."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}{kind}{stamp}")
+    n = 0
+    while any(Path(f"{target}{s}").exists() for s in ("", *_SIDECARS)):
+        n += 1
+        target = path.with_name(f"{path.name}{kind}{stamp}-{n}")
+    return target
+
+
+def _set_aside_orphans(path: Path) -> None:
+    """A -wal or -shm left without its state.db (deleted by hand) belongs to the old file:
+    SQLite would replay that WAL into the fresh one, so it goes aside too."""
+    orphans = [s for s in _SIDECARS if Path(f"{path}{s}").exists()]
+    if not orphans:
+        return
+    target = _unused_name(path, ".orphan-")
+    for suffix in orphans:
+        os.rename(f"{path}{suffix}", f"{target}{suffix}")
+    log.warning(
+        "%s was missing but its %s file(s) were not: moved them to %s*, and starting a "
+        "fresh state.db (the spec history restarts at generation 1)",
+        path,
+        " and ".join(orphans),
+        target,
+    )
+
+
+def _create(path: Path) -> None:
+    """Make an empty WAL-mode database at ``path``: written and fsynced under a temporary
+    name (mode 0600, which SQLite copies to the -wal and -shm files, and they hold recent
+    rows too), then renamed into place, so that ``path`` is never a file of 0 bytes."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(name)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # writes the header page to the file
+        finally:
+            conn.close()
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(name, path)
+    except BaseException:
+        for suffix in ("", *_SIDECARS):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{name}{suffix}")
+        raise
+    _fsync_dir(path.parent)
+
+
+def _find_set_aside(path: Path, moved: SetAside | None) -> tuple[SetAside, ...]:
+    found: list[SetAside] = []
+    for entry in path.parent.glob(f"{path.name}{_SET_ASIDE}*"):
+        if entry.name.endswith(_SIDECARS):
+            continue
+        if moved is not None and entry == moved.path:
+            found.append(moved)
+            continue
+        try:
+            empty = entry.stat().st_size == 0
+        except OSError:
+            continue
+        found.append(SetAside(entry, "was empty (0 bytes)" if empty else "was corrupt"))
+    return tuple(sorted(found, key=lambda s: s.path.name, reverse=True))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ("RequestLog", "RequestRecord", "new_request_id")
 
+import contextlib
 import logging
 import random
 import sqlite3
@@ -12,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import cache, partial
 from itertools import chain, islice
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import anyio
@@ -41,6 +43,36 @@ _SLOW_FOR = 30.0
 @cache
 def _insert(rows: int) -> str:
     return f"INSERT INTO requests ({_COLUMNS}) VALUES {', '.join([_ROW] * rows)}"
+
+
+def _advice(error: sqlite3.Error, path: Path) -> str:
+    """What to do about a failed write, by SQLite's primary result code."""
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == sqlite3.SQLITE_FULL:
+        return (
+            f"no space left on device: free space on the disk that holds {path.parent};"
+            " writing resumes by itself"
+        )
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return (
+            "state.db is damaged: restart the node (`gate down`, then `gate up`), which"
+            " sets it aside and starts a fresh one"
+        )
+    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return f"make {path} and {path.parent} writable by the node's user"
+    if primary == sqlite3.SQLITE_IOERR:
+        return f"the disk that holds {path.parent} reported an I/O error: check it (dmesg)"
+    return "each batch tries again; restart the node if this persists"
+
+
+def _end_transaction(conn: sqlite3.Connection) -> None:
+    """Roll back what a failed statement or COMMIT left open. SQLite may already have rolled
+    the transaction back itself (a full disk), and a failed COMMIT leaves it open, where every
+    later BEGIN would fail even once the disk has room again."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the error that got us here is the one to report
+            conn.execute("ROLLBACK")
 
 
 def new_request_id(prefix: str = "req_") -> str:
@@ -154,6 +186,12 @@ class RequestLog:
         self._slow_write = slow_write
         self._thread_until = 0.0  # while time.monotonic() is below, write from a thread
         self._on_record = on_record  # the node's request.completed event
+        # Set by a failed write and cleared by the next good one (on whichever thread wrote);
+        # flush() wakes write_error_changed() waiters from the event loop thread.
+        self._write_error: str | None = None
+        self._failed_since = 0  # _failed when the current run of failures began
+        self._announced: str | None = None
+        self._error_changed: anyio.Event | None = None
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -174,6 +212,25 @@ class RequestLog:
     def recent(self, n: int = 100) -> list[RequestRecord]:
         """The last ``n`` recorded requests (at most 1000), newest first, from memory."""
         return list(islice(reversed(self._recent), max(n, 0)))
+
+    @property
+    def write_error(self) -> str | None:
+        """Why records are not reaching state.db, and what to do, until a write succeeds."""
+        return self._write_error
+
+    async def write_error_changed(self) -> None:
+        """Return once ``write_error`` changes (writes start failing, or work again)."""
+        if self._error_changed is None:
+            self._error_changed = anyio.Event()
+        await self._error_changed.wait()
+
+    def _announce(self) -> None:
+        if self._write_error == self._announced:
+            return
+        self._announced = self._write_error
+        if self._error_changed is not None:
+            self._error_changed.set()
+            self._error_changed = None
 
     @property
     def stats(self) -> dict[str, int]:
@@ -228,6 +285,7 @@ class RequestLog:
             write = partial(self._write, batch)
             began = time.monotonic()
             if began >= self._thread_until and self._db.run_here(write):
+                self._announce()
                 if time.monotonic() - began > self._slow_write:
                     self._thread_until = time.monotonic() + _SLOW_FOR
                     log.info("request log: slow disk; writing from a worker thread for a while")
@@ -240,6 +298,7 @@ class RequestLog:
                 await self._db.run(write)
             finally:
                 del self._inflight[id(batch)]
+                self._announce()
 
     async def _checkpoint(self) -> None:
         try:
@@ -255,17 +314,41 @@ class RequestLog:
                     chunk = batch[start : start + _CHUNK]
                     values = list(chain.from_iterable(chunk))
                     conn.execute(_insert(len(chunk)), values)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("COMMIT")
+            finally:
+                _end_transaction(conn)
         except sqlite3.Error as e:
-            # The request log must not take the node down: count the loss and carry on.
+            # The request log must not take the node down: count the loss, say why (the
+            # state component shows write_error in `gate status`) and carry on.
+            path = self._db.path
+            advice = _advice(e, path)
+            error = (
+                f"request log: cannot write to {path}: {e}; requests are not being recorded"
+                f" ({advice})"
+            )
+            if self._write_error is None:
+                self._failed_since = self._failed
             self._failed += len(batch)
-            log.warning("request log: could not write %d records: %s", len(batch), e)
+            # Once per kind of failure, not per batch: a full disk fails four batches a second.
+            log.log(
+                logging.DEBUG if error == self._write_error else logging.WARNING,
+                "request log: could not write %d records to %s: %s (%s)",
+                len(batch),
+                path,
+                e,
+                advice,
+            )
+            self._write_error = error
             return
         self._written += len(batch)
         self._flushes += 1
+        if self._write_error is not None:
+            self._write_error = None
+            log.warning(
+                "request log: writing to %s again; %d records were lost while writes failed",
+                self._db.path,
+                self._failed - self._failed_since,
+            )
 
     def _unwritten(self) -> list[RequestRecord]:
         return [r for batch in self._inflight.values() for r in batch] + [*self._pending]
@@ -286,10 +369,9 @@ class RequestLog:
                     " (SELECT seq FROM requests ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                     (retention,),
                 )
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("COMMIT")
+            finally:
+                _end_transaction(conn)
             return conn.total_changes - before
 
         try:

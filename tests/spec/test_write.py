@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import stat
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from gate_runner.spec import atomic_write, canonical_yaml, load_spec, render_update
+from tests.tmpfs import fill, mounted_tmpfs
 
 BOB = "12D3KooWJYhv7JADL8KbkHriZLZ3jpyzfJte4j658Z3KhEaN1sy2"
 CAROL = "12D3KooWEwdWbGSG2bnwqa4Kug6hsyjiSESbmLK3Nvj2Hn13CLvp"
@@ -175,3 +178,42 @@ def test_atomic_write_cleans_up_on_failure(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         atomic_write(path, "x\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gate.yaml"]
+
+
+# -- a full disk: a real tmpfs (root only) -------------------------------------------------
+
+
+def test_atomic_write_on_a_full_disk_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "fs", size="64k") as fs:
+        path = fs / "gate.yaml"
+        path.write_text("old: 1\n")
+        fill(fs)
+        with pytest.raises(OSError) as raised:
+            atomic_write(path, "new: 1\n" * 2000)  # 14 KB: more than a page
+        assert raised.value.errno == errno.ENOSPC
+        assert path.read_text() == "old: 1\n"
+        assert sorted(p.name for p in fs.iterdir()) == ["filler", "gate.yaml"]
+
+
+def test_overwriting_in_place_on_a_full_disk_leaves_the_old_file(tmp_path: Path) -> None:
+    """A gate.yaml bind-mounted on its own cannot be renamed over, so it is rewritten in
+    place: that must not stop half way when the disk is full."""
+    with mounted_tmpfs(tmp_path / "fs", size="64k") as fs:
+        real = fs / "gate.yaml"
+        real.write_text("old: 1\n" * 10)
+        fill(fs)
+        path = tmp_path / "gate.yaml"
+        path.write_text("")
+        subprocess.run(["mount", "--bind", str(real), str(path)], check=True)
+        try:
+            with pytest.raises(OSError) as raised:
+                atomic_write(path, "new: 1\n" * 2000)  # 14 KB: the old file's page holds 4
+            assert raised.value.errno == errno.ENOSPC
+            assert path.read_text() == "old: 1\n" * 10
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["fs", "gate.yaml"]
+            # With room, the same write goes through in place.
+            (fs / "filler").unlink()
+            atomic_write(path, "new: 1\n" * 2000)
+            assert real.read_text() == "new: 1\n" * 2000
+        finally:
+            subprocess.run(["umount", str(path)], check=False)

@@ -436,6 +436,10 @@ async def test_a_failed_write_is_counted_and_logged_not_raised(
         await log.flush()
     assert log.stats == {"buffered": 0, "written": 0, "dropped": 0, "failed": 1, "flushes": 0}
     assert "could not write 1 records" in caplog.text
+    # The state component shows this in `gate status` until a write succeeds again.
+    assert log.write_error is not None
+    assert "Cannot operate on a closed database" in log.write_error
+    assert str(db_path) in log.write_error and "requests are not being recorded" in log.write_error
 
 
 # -- shutdown -----------------------------------------------------------------------------
