@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-__all__ = ("ControlClient", "RpcError", "find_spec_file", "locate_node")
+__all__ = (
+    "ControlClient",
+    "NodeLocation",
+    "RpcError",
+    "SpecHints",
+    "find_spec_file",
+    "locate_node",
+    "read_spec_hints",
+)
 
 import itertools
 import json
 import os
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from gate_runner.errors import GateError
-from gate_runner.spec import NodeSpec, load_spec_file
+from gate_runner.errors import GateError, SpecError, SpecIssue
+from gate_runner.migrations.spec import migrate
+from gate_runner.spec import load_spec_file
+from gate_runner.spec.envoverride import env_name
+from gate_runner.spec.model import DEFAULT_CONTROL, DEFAULT_DATA_DIR, HostPort
+from gate_runner.spec.yamlsafe import JsonPath, decode_text, format_path, parse_yaml, read_limited
 from gate_runner.state import read_token
+from gate_runner.state.runtime import find_runtime, read_runtime
 
 
 class RpcError(GateError):
@@ -51,6 +64,8 @@ class NodeLocation:
     # What verifies an https control server: the spec's control.tls certificate (it is
     # usually self-signed), GATE_CONTROL_CA, or True for the system's roots.
     verify: str | bool = True
+    pid: int | None = None  # when the node's runtime record was found
+    data_dir: Path | None = None  # when the spec (or the record) was read
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.url.startswith("https://"):
@@ -63,30 +78,146 @@ class NodeLocation:
         return "ws" + self.url.removeprefix("http") + "/rpc/ws"
 
 
-def locate_node(*, control: str | None, spec_file: str | None) -> NodeLocation:
-    """--control ADDR or GATE_CONTROL, else listen.control of the spec; the token comes from
-    GATE_TOKEN, else dataDir/control.token of the spec."""
+@dataclass(frozen=True)
+class SpecHints:
+    """The three fields of a spec the CLI needs to find its node, read without validation."""
+
+    control: str  # host:port
+    tls_cert: Path | None
+    data_dir: Path
+
+
+_CONTROL: JsonPath = ("spec", "listen", "control")
+_DATA_DIR: JsonPath = ("spec", "dataDir")
+_TLS_CERT: JsonPath = ("spec", "control", "tls", "certFile")
+
+
+def read_spec_hints(path: Path, *, env: Mapping[str, str] | None = None) -> SpecHints:
+    """listen.control, control.tls.certFile and dataDir of the spec at ``path``, with their
+    defaults and GATE_* overrides, as the node would read them; the rest of the file is not
+    looked at, so a spec the node rejected does not lock the CLI out of the node. Raises
+    SpecError when the file is not YAML, or when one of these fields is unusable."""
+    env = os.environ if env is None else env
+    source = str(path)
+    parsed = parse_yaml(decode_text(read_limited(path), source=source), source=source)
+    document = parsed.data
+    marks = parsed.marks
+    try:
+        document, migrated_from = migrate(document)
+    except SpecError:
+        migrated_from = None  # no or an unknown apiVersion: read the fields where v1 has them
+    if migrated_from is not None:
+        marks = {}  # an older apiVersion kept these fields elsewhere in the file
+
+    def field(at: JsonPath, default: str | None) -> tuple[str | None, bool]:
+        """The value and whether it came from the environment."""
+        override = env.get(env_name(at), "").strip()
+        if override:
+            return override, True
+        node: Any = document
+        for key in at:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is None:
+            return default, False
+        if not isinstance(node, str):
+            line, column = marks.get(at, (None, None))
+            raise SpecError(
+                SpecIssue(
+                    f"expected a string, not {type(node).__name__}; the node cannot be "
+                    "found without it",
+                    format_path(at),
+                    source,
+                    line,
+                    column,
+                    hint="fix the file, or pass --control ADDR (the token from GATE_TOKEN)",
+                )
+            )
+        return node, False
+
+    control, _ = field(_CONTROL, DEFAULT_CONTROL)
+    assert control is not None
+    data_dir_text, from_env = field(_DATA_DIR, DEFAULT_DATA_DIR)
+    assert data_dir_text is not None
+    data_dir = Path(data_dir_text).expanduser()
+    if not data_dir.is_absolute():
+        # As the node resolves it: against the spec's directory, or the current one when the
+        # path came from the environment.
+        base = Path.cwd() if from_env else path.absolute().parent
+        data_dir = Path(os.path.normpath(base / data_dir))
+    cert_text, _ = field(_TLS_CERT, None)
+    tls_cert = None
+    if cert_text is not None:
+        cert = Path(cert_text).expanduser()
+        tls_cert = cert if cert.is_absolute() else data_dir / cert
+    return SpecHints(control=control, tls_cert=tls_cert, data_dir=data_dir)
+
+
+def locate_node(
+    *, control: str | None, spec_file: str | None, strict: bool = False
+) -> NodeLocation:
+    """Find the running node and its token.
+
+    The address: --control ADDR or GATE_CONTROL; else the runtime record of the node running
+    this spec (the URL it really bound), found through a pointer keyed by the spec's path or
+    in its dataDir; else listen.control of the spec. The token: GATE_TOKEN, else the node's
+    dataDir/control.token. The spec is read leniently (read_spec_hints) so that `gate status`
+    and `gate rollback` still reach a node whose spec file was broken by an edit; ``strict``
+    validates it first, for the commands that send it (apply, diff).
+    """
     control = control or os.environ.get("GATE_CONTROL")
     token = os.environ.get("GATE_TOKEN")
-    spec: NodeSpec | None = None
-    if control is None or token is None:
-        loaded = load_spec_file(find_spec_file(spec_file), expect_kind="Node")
-        assert isinstance(loaded.spec, NodeSpec)
-        spec = loaded.spec
     verify: str | bool = os.environ.get("GATE_CONTROL_CA") or True
-    if control is None:
-        assert spec is not None
-        control = str(spec.listen.control)
-        if spec.control.tls_cert is not None:
-            control = f"https://{control}"
-            if verify is True:
-                verify = str(spec.control.tls_cert)
-    if token is None:
-        assert spec is not None
-        token = read_token(spec.data_dir / "control.token")
+    if control is not None and token is not None:
+        return NodeLocation(url=_url(control), token=token, verify=verify)
+    spec_path = find_spec_file(spec_file)
+    if strict:
+        load_spec_file(spec_path, expect_kind="Node")
+    runtime = find_runtime(spec_path)
+    hints: SpecHints | None = None
+    if runtime is None:
+        hints = read_spec_hints(spec_path)
+        runtime = read_runtime(hints.data_dir)
+    if runtime is not None:
+        url = control or runtime.control
+        token_file = runtime.token_file
+        cert = runtime.tls_cert
+        data_dir = runtime.data_dir
+    else:
+        assert hints is not None
+        url = control or _hint_url(hints, spec_path)
+        token_file = hints.data_dir / "control.token"
+        cert = hints.tls_cert
+        data_dir = hints.data_dir
+    if verify is True and cert is not None:
+        verify = str(cert)
+    return NodeLocation(
+        url=_url(url),
+        token=token or read_token(token_file),
+        verify=verify,
+        pid=runtime.pid if runtime is not None else None,
+        data_dir=data_dir,
+    )
+
+
+def _hint_url(hints: SpecHints, spec_path: Path) -> str:
+    try:
+        address = HostPort.parse(hints.control)
+    except ValueError as e:
+        raise SpecError(
+            SpecIssue(
+                f"{e}; the node cannot be found without it",
+                "spec.listen.control",
+                str(spec_path),
+                hint="fix the file, or pass --control ADDR (the token from GATE_TOKEN)",
+            )
+        ) from None
+    return f"{'https' if hints.tls_cert is not None else 'http'}://{address}"
+
+
+def _url(control: str) -> str:
     if not control.startswith(("http://", "https://")):
         control = "http://" + control
-    return NodeLocation(url=control.rstrip("/"), token=token, verify=verify)
+    return control.rstrip("/")
 
 
 class ControlClient:

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ("main",)
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,20 +17,30 @@ from typing import Any
 
 from gate_runner import __version__
 from gate_runner.cli.client import ControlClient, RpcError, find_spec_file, locate_node
-from gate_runner.cli.output import emit, render_status, table
+from gate_runner.cli.output import emit, render_peers, render_status, table
 from gate_runner.errors import GateError, SpecError
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 # components.control.contract.SPEC_INVALID, not imported: the CLI stays light to start.
 SPEC_INVALID = -32000
+# The Ready reason the supervisor gives a component that retrying cannot help
+# (reconcile/supervisor.py); `gate up -d` fails on it rather than wait.
+PERMANENT_FAILURE = "PermanentError"
+# How long `gate up -d` waits for every component to be Ready.
+READY_TIMEOUT = 30.0
+# What a command exits with when its reader closed the pipe: 128 + SIGPIPE, as cat, git or
+# kubectl report it when the signal ends them.
+EXIT_PIPE = 141
 
 
 class UsageError(GateError):
     """Raised for invalid command-line input (exit 2)."""
 
 
-def _client(args: argparse.Namespace) -> ControlClient:
-    return ControlClient(locate_node(control=args.control, spec_file=args.file))
+def _client(args: argparse.Namespace, *, strict: bool = False) -> ControlClient:
+    """A client for the node of -f (or --control). ``strict`` validates the spec file first,
+    for the commands that send it; the others reach the node even when the file is broken."""
+    return ControlClient(locate_node(control=args.control, spec_file=args.file, strict=strict))
 
 
 def _read_file(path: str) -> str:
@@ -47,14 +58,6 @@ def _read_file(path: str) -> str:
 
 
 # -- node lifecycle ---------------------------------------------------------------------
-
-
-def _pidfile(args: argparse.Namespace) -> Path:
-    from gate_runner.spec import NodeSpec, load_spec_file
-
-    loaded = load_spec_file(find_spec_file(args.file), expect_kind="Node")
-    assert isinstance(loaded.spec, NodeSpec)
-    return loaded.spec.data_dir / "gate.pid"
 
 
 def _alive(pid: int) -> bool:
@@ -128,35 +131,113 @@ def _up_detached(args: argparse.Namespace, spec_path: Path) -> int:
             stderr=log_file,
             start_new_session=True,
         )
-    client = ControlClient(locate_node(control=None, spec_file=str(spec_path)), timeout=2.0)
-    deadline = time.monotonic() + 20
-    with client:
-        while time.monotonic() < deadline:
-            if child.poll() is not None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    status: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            print(
+                f"gate up: the node exited with code {child.returncode}; see {log_path}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        status = _poll_status(spec_path)
+        if status is not None:
+            failed, waiting = _readiness(status)
+            if failed:
+                for line in failed:
+                    print(f"gate up: {line}", file=sys.stderr)
+                _stop_child(child)
                 print(
-                    f"gate up: the node exited with code {child.returncode}; see {log_path}",
+                    "gate up: the node failed to start and was stopped; fix the above and run "
+                    f"`gate up -d` again (log: {log_path})",
                     file=sys.stderr,
                 )
                 return EXIT_FAILURE
-            try:
-                status = client.call("node.status")
-            except GateError:
-                time.sleep(0.1)
-                continue
-            print(
-                f"node {status['name']} running in the background (pid {child.pid}), "
-                f"generation {status['spec']['generation']}; log: {log_path}"
-            )
-            return EXIT_OK
-    print(f"gate up: the node did not answer within 20s; see {log_path}", file=sys.stderr)
+            if not waiting:
+                print(
+                    f"node {status['name']} running in the background (pid {child.pid}), "
+                    f"generation {status['spec']['generation']}, "
+                    f"{len(status['components'])} components ready; log: {log_path}"
+                )
+                return EXIT_OK
+        time.sleep(0.2)
+    if status is None:
+        print(
+            f"gate up: the node did not answer within {READY_TIMEOUT:.0f}s; see {log_path}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    _, waiting = _readiness(status)
+    print(
+        f"gate up: not ready after {READY_TIMEOUT:.0f}s: {'; '.join(waiting)}",
+        file=sys.stderr,
+    )
+    print(
+        f"gate up: the node keeps running in the background (pid {child.pid}): watch it with "
+        f"`gate status -w`, stop it with `gate down`; log: {log_path}",
+        file=sys.stderr,
+    )
     return EXIT_FAILURE
 
 
-def cmd_down(args: argparse.Namespace) -> int:
-    pidfile = _pidfile(args)
-    pid = _running_pid(pidfile)
+def _poll_status(spec_path: Path) -> dict[str, Any] | None:
+    """node.status of the node just started, or None while it does not answer. Located again
+    each time: the runtime record that names the bound address appears once it listens."""
     try:
-        with _client(args) as client:
+        location = locate_node(control=None, spec_file=str(spec_path))
+        with ControlClient(location, timeout=2.0) as client:
+            status: dict[str, Any] = client.call("node.status")
+    except GateError:
+        return None
+    return status
+
+
+def _readiness(status: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Components that failed for good, and those not Ready yet. Only a PermanentError is a
+    failure: Starting, a component's own reason while it loads (p2p: Loading, while it imports
+    py-libp2p) and a transient error that is being retried may all still end Ready."""
+    failed: list[str] = []
+    waiting: list[str] = []
+    spec = status["spec"]
+    if not status["components"] or spec["observedGeneration"] < spec["generation"]:
+        waiting.append(f"generation {spec['generation']} is not applied yet")
+    for component in status["components"]:
+        ready = next((c for c in component["conditions"] if c["type"] == "Ready"), None)
+        if ready is not None and ready["status"]:
+            continue
+        name = f"{component['kind']}/{component['key']}"
+        if ready is None:
+            waiting.append(f"{name} (no Ready condition yet)")
+        elif ready["reason"] == PERMANENT_FAILURE:
+            failed.append(f"{name} failed: {ready['message']}")
+        else:
+            detail = f": {ready['message']}" if ready["message"] else ""
+            waiting.append(f"{name} ({ready['reason']}{detail})")
+    return failed, waiting
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM is the node's graceful stop; a node that hangs in it is killed."""
+    child.terminate()
+    try:
+        child.wait(20)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    try:
+        location = locate_node(control=args.control, spec_file=args.file)
+    except SpecError:
+        raise
+    except GateError as e:
+        raise GateError("no running node found", hint=str(e)) from e
+    pid = location.pid
+    if pid is None and location.data_dir is not None:
+        pid = _running_pid(location.data_dir / "gate.pid")
+    try:
+        with ControlClient(location) as client:
             client.call("node.shutdown")
     except GateError as e:
         if pid is None:
@@ -207,8 +288,9 @@ def _apply_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        result = client.call("spec.diff", _apply_params(args))
+    params = _apply_params(args)
+    with _client(args, strict=True) as client:
+        result = client.call("spec.diff", params)
     print(result["diff"] or f"no changes against generation {result['generation']}", end="")
     if result["diff"] == "":
         print()
@@ -238,7 +320,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     params["dryRun"] = args.dry_run
     if args.expected_generation is not None:
         params["expectedGeneration"] = args.expected_generation
-    with _client(args) as client:
+    with _client(args, strict=True) as client:
         result = client.call("spec.apply", params)
     _print_apply(result, verb="applied", fmt=args.output)
     return EXIT_OK if result.get("converged", True) else EXIT_FAILURE
@@ -279,13 +361,13 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from gate_runner.spec import migrate_text
+    from gate_runner.cli.migrate import migrate_file_text
     from gate_runner.spec.write import atomic_write
 
     if args.file is None:
         raise UsageError("migrate needs -f FILE")
     text = _read_file(args.file)
-    new_text, old_version = migrate_text(text, source=args.file)
+    new_text, old_version = migrate_file_text(text, source=args.file)
     if old_version is None:
         print(f"{args.file}: already current; nothing to do")
         return EXIT_OK
@@ -343,39 +425,56 @@ def cmd_providers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _peer_rows(peers: list[dict[str, Any]]) -> str:
-    return table(
-        ["NAME", "STATE", "CONN", "RTT", "MODELS", "SERVED", "SENT", "PEER ID"],
-        [
-            [
-                p["name"],
-                p["state"],
-                p["connection"] or "-",
-                "-" if p["lastRttMs"] is None else f"{p['lastRttMs']:.1f}ms",
-                ", ".join(p["models"]) or "-",
-                p["requestsServed"],
-                p["requestsSent"],
-                p["peerId"],
-            ]
-            for p in peers
-        ],
-    )
+def _peer_params(args: argparse.Namespace) -> dict[str, Any]:
+    """peers.add's params. Knowing a peer and trusting it are separate choices (DESIGN.md
+    section 2): what it may use is said only together with --trusted."""
+    params: dict[str, Any] = {"name": args.name, "id": args.id}
+    if args.addr:
+        params["addrs"] = args.addr
+    scoped = [
+        flag
+        for flag, value in (
+            ("--models", args.models),
+            ("--rpm", args.rpm),
+            ("--concurrent", args.concurrent),
+        )
+        if value is not None
+    ]
+    if scoped and not args.trusted:
+        raise UsageError(
+            f"{', '.join(scoped)} say what {args.name} may use of this node, but it is not "
+            "trusted to use it",
+            hint="add --trusted, or leave them out to only know the peer (use what it offers)",
+        )
+    if not args.trusted:
+        return params
+    params["trusted"] = True
+    if args.models is not None:
+        params["models"] = [g.strip() for item in args.models for g in item.split(",") if g.strip()]
+        if not params["models"]:
+            raise UsageError("--models needs at least one glob, e.g. --models 'llama3*,qwen*'")
+    limit = {}
+    if args.rpm is not None:
+        limit["requestsPerMinute"] = args.rpm
+    if args.concurrent is not None:
+        limit["concurrent"] = args.concurrent
+    if limit:
+        params["rateLimit"] = limit
+    return params
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
     command = args.peers_command
+    params = _peer_params(args) if command == "add" else None  # usage errors before the node
     with _client(args) as client:
         if command == "ls":
-            emit(client.call("peers.list"), args.output, _peer_rows)
+            emit(client.call("peers.list"), args.output, render_peers)
             return EXIT_OK
         if command == "test":
             result = client.call("peers.test", {"name": args.name})
-            emit(result, args.output, lambda p: _peer_rows([p]))
+            emit(result, args.output, lambda p: render_peers([p]))
             return EXIT_OK
-        if command == "add":
-            params: dict[str, Any] = {"name": args.name, "id": args.id}
-            if args.addr:
-                params["addrs"] = args.addr
+        if params is not None:
             result = client.call("peers.add", params)
         else:
             result = client.call("peers.rm", {"name": args.name})
@@ -504,6 +603,16 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 # -- parsing ------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _examples(*lines: str) -> str:
@@ -642,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = add(
         "migrate",
         cmd_migrate,
-        "upgrade a spec file to the current apiVersion",
+        "upgrade a spec file to the current apiVersion, keeping its comments",
         ["gate migrate -f old.yaml", "gate migrate -f old.yaml --stdout"],
     )
     migrate.add_argument("--stdout", action="store_true", help="print instead of rewriting")
@@ -667,18 +776,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="one provider (default: all)")
 
     peers = group("peers", "list, add, remove or test peers", "peers_command")
-    add("ls", cmd_peers, "peers and their links", ["gate peers ls -o json"], (common, out), peers)
+    add(
+        "ls",
+        cmd_peers,
+        "peers and their links both ways: what they offer me, what they may use of mine",
+        ["gate peers ls", "gate peers ls -o json | jq '.[] | {name, trusted, sharedModels}'"],
+        (common, out),
+        peers,
+    )
     p = add(
         "add",
         cmd_peers,
-        "add a peer to the spec (through spec.apply; keeps the file's comments)",
-        ["gate peers add bob 12D3KooW... --addr /ip4/203.0.113.7/tcp/41145"],
+        "add a peer to the spec (through spec.apply; keeps the file's comments). Without "
+        "--trusted you may use what it offers; with it, it may also use this node",
+        [
+            "gate peers add bob 12D3KooW... --addr /ip4/203.0.113.7/tcp/41145",
+            "gate peers add bob 12D3KooW... --trusted                 # bob may use all my models",
+            "gate peers add bob 12D3KooW... --trusted --models 'llama3*,qwen*' --rpm 60 "
+            "--concurrent 4",
+        ],
         (common, out),
         peers,
     )
     p.add_argument("name")
     p.add_argument("id", help="peer id (12D3KooW...), 64 hex chars or 52-char label")
     p.add_argument("--addr", action="append", help="a multiaddr to dial (repeatable)")
+    p.add_argument(
+        "--trusted",
+        action="store_true",
+        help="let the peer use this node too (adds a spec.trust.allow rule)",
+    )
+    p.add_argument(
+        "--models",
+        action="append",
+        metavar="GLOB,...",
+        help="with --trusted: only these models (globs, comma-separated; default all)",
+    )
+    p.add_argument(
+        "--rpm", type=_positive, metavar="N", help="with --trusted: at most N requests a minute"
+    )
+    p.add_argument(
+        "--concurrent",
+        type=_positive,
+        metavar="N",
+        help="with --trusted: at most N requests at once",
+    )
     p = add(
         "rm",
         cmd_peers,
@@ -770,6 +912,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a write still buffered fails here, not at the exit
+    except BrokenPipeError:
+        # The reader went away (`gate status | head -1`): nothing is wrong, and there is no
+        # one to tell. Exit as a tool killed by SIGPIPE does, so that `set -o pipefail` sees
+        # the cut-short output as it would from cat; stdout goes to /dev/null so that the
+        # interpreter's own final flush does not fail again and print a traceback.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return EXIT_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ("emit", "render_status", "table")
+__all__ = ("emit", "render_peers", "render_status", "table")
 
 import json
 import sys
@@ -77,3 +77,60 @@ def render_status(status: dict[str, Any]) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def render_peers(peers: list[dict[str, Any]]) -> str:
+    """`gate peers ls`: both directions of each link. THEY OFFER ME is what the peer's hello
+    offered this node (marked stale while it is away); THEY MAY USE is what this node's trust
+    rules let it use. A node from before explicit trust sends neither field: shown as ?."""
+    return table(
+        [
+            "NAME",
+            "STATE",
+            "CONN",
+            "RTT",
+            "THEY OFFER ME",
+            "THEY MAY USE",
+            "SERVED",
+            "SENT",
+            "PEER ID",
+        ],
+        [
+            [
+                p["name"],
+                p["state"],
+                p.get("connection") or "-",
+                "-" if p.get("lastRttMs") is None else f"{p['lastRttMs']:.1f}ms",
+                _offered(p),
+                _shared(p),
+                p.get("requestsServed", ""),
+                p.get("requestsSent", ""),
+                p["peerId"],
+            ]
+            for p in peers
+        ],
+    )
+
+
+def _offered(peer: dict[str, Any]) -> str:
+    models = ", ".join(peer.get("models") or []) or "-"
+    return f"{models} (stale)" if peer.get("modelsStale") and peer.get("models") else models
+
+
+def _shared(peer: dict[str, Any]) -> str:
+    if "trusted" not in peer:
+        return "?"
+    if not peer["trusted"]:
+        return "nothing (not trusted)"
+    globs = peer.get("sharedModels")
+    if globs is None or "*" in globs:
+        text = "all"
+    else:
+        text = ", ".join(globs) or "no models"
+    limit = peer.get("rateLimit") or {}
+    limits = []
+    if limit.get("requestsPerMinute") is not None:
+        limits.append(f"{limit['requestsPerMinute']}/min")
+    if limit.get("concurrent") is not None:
+        limits.append(f"{limit['concurrent']} at once")
+    return f"{text} ({', '.join(limits)})" if limits else text

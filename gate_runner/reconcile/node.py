@@ -36,6 +36,7 @@ from gate_runner.reconcile.watcher import watch_spec_file
 from gate_runner.spec import LoadedSpec, NodeSpec, load_spec_file
 from gate_runner.state import StateDB, load_or_create_token
 from gate_runner.state.requests import RequestLog, RequestRecord
+from gate_runner.state.runtime import RuntimeFile
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,14 @@ async def run_node(
     """Run until node.shutdown, SIGTERM or SIGINT; a second signal stops at once."""
     events = EventBus()
     events.bind()
+    # The control URL actually bound, for the CLI: found even when the spec no longer loads.
+    runtime = RuntimeFile(spec=boot.source, data_dir=boot.spec.data_dir)
 
     def on_change(status: ComponentStatus) -> None:
         events.publish("component.status", status.to_dict())
         ready = status.conditions.get("Ready")
+        if status.kind == "control" and ready is not None and ready.status:
+            runtime.publish(address=ready.message, tls_cert=controller.spec.control.tls_cert)
         if ready is not None:
             log.debug(
                 "component %s/%s: Ready=%s %s %s",
@@ -145,7 +150,7 @@ async def run_node(
     providers = ProviderRegistry()
     peers = PeerTable(events=events)
     metrics = Metrics()
-    with _feeding_logs(events) as log_feed:
+    with _feeding_logs(events) as log_feed, runtime:
         async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
             await scheduler.start_in_background()
             # Read timeouts of every upstream connection, without a cancel scope per wait.
