@@ -58,7 +58,7 @@ defaults:
 examples:
   gate init
   gate init --non-interactive --name alice-laptop --trust friends \\
-      --peer bob=12D3KooW...@/ip4/203.0.113.7/tcp/41145
+      --peer bob=<bob's id>@/ip4/203.0.113.7/tcp/41145 --trusted-peer carol=<carol's id>
   gate init -f ~/.config/gate/gate.yaml --import-key old-node.pem --no-discovery \\
       --provider lmstudio=openai,http://127.0.0.1:1234/v1
 """
@@ -157,7 +157,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="NAME=ID[@ADDR,...]",
-        help="a friend's node (repeatable): ID as `gate id show` prints it, optional multiaddrs",
+        help="a friend's node whose engines this node may use (repeatable): ID as "
+        "`gate id show` prints it, optional multiaddrs",
+    )
+    trust.add_argument(
+        "--trusted-peer",
+        action="append",
+        default=[],
+        metavar="NAME=ID[@ADDR,...]",
+        help="a friend's node that may also use this node's engines (repeatable; friends "
+        "mode writes a trust.allow rule for it)",
     )
 
     public = p.add_argument_group("public endpoint (off unless a relay is given)")
@@ -272,9 +281,14 @@ def _from_flags(args: argparse.Namespace) -> Draft:
             draft = draft.checked(static=(*draft.static, Provider.parse(text)))
     if args.trust is not None:
         draft = draft.checked(trust=args.trust)
-    for text in args.peer:
-        with _blame("--peer", text):
-            draft = draft.checked(peers=(*draft.peers, Peer.parse(text)))
+    for flag, texts in (("--peer", args.peer), ("--trusted-peer", args.trusted_peer)):
+        for text in texts:
+            with _blame(flag, text):
+                peer = Peer.parse(text)
+                trusted = (peer.name,) if flag == "--trusted-peer" else ()
+                draft = draft.checked(
+                    peers=(*draft.peers, peer), trusted=(*draft.trusted, *trusted)
+                )
     for relay in args.public_relay:
         with _blame("--public-relay", relay):
             draft = draft.checked(relays=(*draft.relays, relay))
@@ -540,16 +554,18 @@ class _Wizard:
         self.step(4, "Trust and peers")
         self.say("Who may use this node's engines?")
         self.say("  private  nobody but you")
-        self.say("  friends  the peers you list next")
+        self.say("  friends  the peers you list next and say yes to")
         self.say("  public   any peer that connects")
         mode = self.ask_valid("Trust mode", draft.trust, _parse_mode)
         draft = draft.checked(trust=mode)
         self.say(
             "Peers are friends' nodes: a local name, and the id their node prints with\n"
-            "`gate id show`. Their engines are then reachable as model@<peer name>."
+            "`gate id show`. Their engines are then reachable as model@<peer name>.\n"
+            "Using a friend's engines and letting the friend use yours are two choices."
         )
         for peer in draft.peers:
-            self.say(f"  {peer.name}  {peer.id}  (from --peer)")
+            shares = ", may use this node" if draft.trusts(peer.name) else ""
+            self.say(f"  {peer.name}  {peer.id}  (from the command line{shares})")
         while name := self.ask("Peer name (empty when done)"):
             try:
                 wizard.check_name(name)
@@ -571,7 +587,12 @@ class _Wizard:
         added = self.ask_valid(
             f"  {name}'s multiaddrs, comma-separated (empty: {name} dials in)", "", addrs
         )
-        self.say(f"  added {name} ({peer_id})")
+        if added.trust == "friends" and self.confirm(
+            f"  May {name} use this node's engines?", False
+        ):
+            added = added.checked(trusted=(*added.trusted, name))
+        shares = "may use this node" if added.trusts(name) else "may not use this node"
+        self.say(f"  added {name} ({peer_id}); {name} {shares}")
         return added
 
     @staticmethod
@@ -694,7 +715,13 @@ def _next_steps(draft: Draft, spec_file: str, out: TextIO, *, summary: bool) -> 
         names = ", ".join(t.name for t in draft.targets)
         engines = f"on ({names})" if draft.discovery else "off"
         static = ", ".join(p.name for p in draft.static) or "none"
-        peers = ", ".join(p.name for p in draft.peers) or "none"
+        peers = (
+            ", ".join(
+                p.name + (" (may use this node)" if draft.trusts(p.name) else "")
+                for p in draft.peers
+            )
+            or "none"
+        )
         public = ", ".join(draft.relays) if draft.relays else "off"
         lines += [
             f"  discovery {engines}; static providers {static}",

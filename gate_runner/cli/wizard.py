@@ -285,6 +285,7 @@ class Draft:
     static: tuple[Provider, ...] = ()
     peers: tuple[Peer, ...] = ()
     trust: str = "friends"
+    trusted: tuple[str, ...] = ()  # names of peers that may use this node (trust.allow)
     relays: tuple[str, ...] = ()
     acme_email: str | None = None
     acme_directory: str | None = None
@@ -307,6 +308,10 @@ class Draft:
             peers=tuple(Peer(p["name"], p["id"], tuple(p.get("addrs", ()))) for p in spec["peers"]),
             relays=tuple(spec["endpoints"]["public"]["relays"]),
         )
+
+    def trusts(self, name: str) -> bool:
+        """Whether the peer may use this node: a rule in friends mode, anyone in public."""
+        return self.trust == "public" or (self.trust == "friends" and name in self.trusted)
 
     def document(self) -> dict[str, Any]:
         listen: dict[str, Any] = {
@@ -338,7 +343,8 @@ class Draft:
                     "static": [p.to_dict() for p in self.static],
                 },
                 "peers": [p.to_dict() for p in self.peers],
-                "trust": {"mode": self.trust},
+                "trust": {"mode": self.trust}
+                | ({"allow": [{"peer": n} for n in self.trusted]} if self.trusted else {}),
                 "endpoints": {"public": public},
             },
         }
@@ -535,8 +541,9 @@ def render(draft: Draft, *, spec_file: str) -> str:
         "\n",
         _comment(
             """
-            Who may use this node's engines. private: nobody. friends: the peers above.
-            public: any peer that connects. Per-peer models and rate limits go in trust.allow.
+            Who may use this node's engines. private: nobody. friends: the peers named in
+            allow; the other peers above can be used, but may not use this node. public: any
+            peer that connects. A rule may narrow models (globs) and set rateLimit.
             """
         ),
         _block("trust", spec["trust"], indent=2),

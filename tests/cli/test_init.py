@@ -16,6 +16,7 @@ from gate_runner.cli.wizard import default_name
 from gate_runner.identity import Identity
 from gate_runner.spec import NodeSpec, load_spec_file
 from tests.cli.conftest import MODELS, Gate, node_id
+from tests.fakes.ollama import VERSION as OLLAMA_VERSION
 from tests.rig import ServerProcess
 
 RELAY = f"/dns4/relay.example.net/tcp/41146/p2p/{node_id('relay').peer_id}"
@@ -100,7 +101,9 @@ def test_wizard_asks_every_step_and_writes_a_valid_spec(
     child.expect_exact("[3/6] Engines")
     child.expect_exact("Keep discovery on")
     probed = str(child.before)  # the probes finish in any order
-    found = f"ollama at {ollama.url}: found Ollama 0.6.8 with 2 models ({', '.join(MODELS)})"
+    found = (
+        f"ollama at {ollama.url}: found Ollama {OLLAMA_VERSION} with 2 models ({', '.join(MODELS)})"
+    )
     assert found in probed
     assert f"lmstudio at {dead_url}: nothing there (connection refused)" in probed
     child.sendline("")
@@ -234,6 +237,36 @@ def test_wizard_declined_at_the_review_writes_nothing(
     assert not (tmp_path / "data" / "identity.pem").exists()
 
 
+def test_wizard_asks_whether_each_friend_may_use_this_node(
+    tmp_path: Path, env: dict[str, str], dead_url: str
+) -> None:
+    """Adding a friend's node to use its engines does not open this node to it: in friends
+    mode the wizard asks, and writes a trust.allow rule only for a yes."""
+    bob, carol = node_id("bob"), node_id("carol")
+    child = spawn(
+        tmp_path, env, "--data-dir", "data", "--discovery-target", f"lm=openai,{dead_url}"
+    )
+    for prompt in ("Node name", "Data directory", "Identity [1]: ", "Keep discovery on"):
+        answer(child, prompt, "")
+    answer(child, "Another engine", "")
+    answer(child, "Trust mode [friends]: ", "")
+    for name, peer, shares in (("bob", bob, "y"), ("carol", carol, "")):
+        answer(child, "Peer name (empty when done): ", name)
+        answer(child, f"{name}'s id: ", peer.peer_id)
+        answer(child, f"{name}'s multiaddrs", "")
+        answer(child, f"May {name} use this node's engines? [y/N]: ", shares)
+    child.expect_exact("added carol")
+    child.expect_exact("carol may not use this node")
+    answer(child, "Peer name (empty when done): ", "")
+    answer(child, "Publish this node", "")
+    answer(child, "Write gate.yaml and the key", "y")
+    out = finish(child)
+    assert child.exitstatus == 0, out
+    spec = load(tmp_path / "gate.yaml")
+    assert [p.name for p in spec.peers] == ["bob", "carol"]
+    assert [rule.peer for rule in spec.trust.allow] == ["bob"]
+
+
 @pytest.mark.parametrize(
     ("stop", "code", "said"), [("ctrl-c", 130, "interrupted"), ("eof", 1, "input ended")]
 )
@@ -282,7 +315,7 @@ def test_non_interactive_writes_what_the_flags_say(gate: Gate, tmp_path: Path) -
         "friends",
         "--peer",
         f"carol={carol.label}@/ip4/203.0.113.9/tcp/41145,/dns4/carol.example/tcp/41145",
-        "--peer",
+        "--trusted-peer",
         f"dan={node_id('dan').hex}",
         "--public-relay",
         RELAY,
@@ -307,6 +340,8 @@ def test_non_interactive_writes_what_the_flags_say(gate: Gate, tmp_path: Path) -
         ("carol", carol.peer_id, ("/ip4/203.0.113.9/tcp/41145", "/dns4/carol.example/tcp/41145")),
         ("dan", node_id("dan").peer_id, ()),
     ]
+    assert [rule.peer for rule in spec.trust.allow] == ["dan"]  # only --trusted-peer's
+    assert "peers carol, dan (may use this node)" in result.stdout
     assert spec.endpoints.public.enabled is True
     assert spec.endpoints.public.relays == (RELAY,)
     assert spec.endpoints.public.acme.email == "ops@example.com"
@@ -334,7 +369,7 @@ def test_non_interactive_probes_and_pins_a_discovered_engine(
         "--pin-discovered",
     )
     assert result.returncode == 0, result.stderr
-    assert f"ollama at {ollama.url}: found Ollama 0.6.8 with 2 models" in result.stdout
+    assert f"ollama at {ollama.url}: found Ollama {OLLAMA_VERSION} with 2 models" in result.stdout
     assert f"lmstudio at {dead_url}: nothing there" in result.stdout
     assert "\x1b[K" not in result.stdout  # no spinner when stdout is not a terminal
     spec = load(tmp_path / "gate.yaml")
