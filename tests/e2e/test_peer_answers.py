@@ -84,3 +84,60 @@ def test_a_peers_refusal_limit_and_absence_reach_the_client(
     # A model nobody offered is no peer's fault (bob has no engine of his own).
     unknown = chat(bob, "no-such-model")
     assert unknown.json()["error"]["code"] != "peer_offline"
+
+
+def test_a_peers_request_travels_one_hop_only(
+    tmp_path: Path, node_factory: type[GateNode], ollama: ServerProcess
+) -> None:
+    """carol may use alice, and alice may use bob's engine; carol still cannot reach bob
+    through alice: a peer's request is served by the receiving node's own engines only."""
+    bob, bob_id = make_node(
+        node_factory,
+        tmp_path / "b",
+        "bob",
+        f"    static:\n      - {{name: ollama, kind: ollama, url: '{ollama.url}'}}\n",
+    )
+    alice, alice_id = make_node(node_factory, tmp_path / "a", "alice")
+    carol, carol_id = make_node(node_factory, tmp_path / "c", "carol")
+    bob.spec_path.write_text(
+        bob.spec_path.read_text()
+        + f"  peers:\n    - {{name: alice, id: {alice_id.node_id.peer_id}}}\n"
+        + "  trust: {allow: [{peer: alice}]}\n"
+    )
+    alice.spec_path.write_text(
+        alice.spec_path.read_text()
+        + "  peers:\n"
+        + f"    - {{name: bob, id: {bob_id.node_id.peer_id}, "
+        f"addrs: ['/ip4/127.0.0.1/tcp/{bob.p2p_port}']}}\n"
+        + f"    - {{name: carol, id: {carol_id.node_id.peer_id}}}\n"
+        + "  trust: {allow: [{peer: carol}]}\n"
+    )
+    carol.spec_path.write_text(
+        carol.spec_path.read_text()
+        + f"  peers:\n    - {{name: alice, id: {alice_id.node_id.peer_id}, "
+        f"addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}\n"
+    )
+    for node in (bob, alice, carol):
+        node.start()
+    alice.wait_for(
+        lambda: any(p["name"] == "bob" and p["models"] for p in alice.rpc("peers.list")),
+        timeout=20,
+        what="alice sees bob's models",
+    )
+    carol.wait_for(
+        lambda: any(
+            p["name"] == "alice" and p["state"] == "connected" for p in carol.rpc("peers.list")
+        ),
+        timeout=20,
+        what="carol linked to alice",
+    )
+    assert chat(alice, "llama3:8b").status_code == 200  # alice herself may use bob's
+    # alice offers carol nothing of her own, so the model is not listed at carol ...
+    alice_at_carol = next(p for p in carol.rpc("peers.list") if p["name"] == "alice")
+    assert alice_at_carol["models"] == []
+    # ... and asked explicitly, alice answers from her own engines, of which she has none.
+    relayed = chat(carol, "llama3:8b@alice")
+    assert relayed.status_code in (404, 503), relayed.text
+    assert relayed.headers.get("x-gate-node") != "bob"
+    served = next(p for p in bob.rpc("peers.list") if p["name"] == "alice")["requestsServed"]
+    assert served == 1  # alice's own request only
