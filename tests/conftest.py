@@ -11,6 +11,15 @@ from tests.rig import GateNode
 pytest_plugins = ("tests.llm.engine",)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`gate up` keeps a pointer to its runtime record under $XDG_STATE_HOME/gate: the
+    nodes the tests start keep theirs out of the real home directory."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+        yield
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """Async tests (marked anyio) run on trio only: Gate runs on nothing else."""
