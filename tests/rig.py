@@ -210,6 +210,49 @@ def make_node(
     return factory(tmp, name=name, extra=extra), identity
 
 
+def peers_yaml(*entries: str) -> str:
+    return "  peers:\n" + "".join(f"    - {e}\n" for e in entries)
+
+
+def add_to_spec(node: GateNode, text: str) -> None:
+    node.spec_path.write_text(node.spec_path.read_text() + text)
+
+
+def ollama_provider(url: str) -> str:
+    """A static provider entry for the recorded-contract Ollama at ``url``."""
+    return f"{{name: ollama, kind: ollama, url: '{url}'}}"
+
+
+def linked_pair(
+    factory: type[GateNode], tmp: Path, provider: str, *, rule: str = "{peer: bob}"
+) -> tuple[GateNode, GateNode]:
+    """alice with one provider, bob with none; each lists the other, bob dials alice, and
+    alice trusts bob with ``rule`` (a peer in spec.peers alone may not use the node).
+    Returns once bob has alice's models."""
+    alice, alice_id = make_node(factory, tmp / "a", "alice", f"    static:\n      - {provider}\n")
+    bob, bob_id = make_node(factory, tmp / "b", "bob")
+    add_to_spec(
+        alice,
+        peers_yaml(f"{{name: bob, id: {bob_id.node_id.peer_id}}}")
+        + f"  trust:\n    allow: [{rule}]\n",
+    )
+    add_to_spec(
+        bob,
+        peers_yaml(
+            f"{{name: alice, id: {alice_id.node_id.peer_id}, "
+            f"addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}"
+        ),
+    )
+    alice.start()
+    bob.start()
+    bob.wait_for(
+        lambda: any(p["state"] == "connected" and p["models"] for p in bob.rpc("peers.list")),
+        timeout=20,
+        what="link up",
+    )
+    return alice, bob
+
+
 class ServerProcess:
     """A test server started as ``python -m MODULE --port 0 ...``, which prints
     ``listening on http://HOST:PORT`` once it accepts connections."""

@@ -19,6 +19,7 @@ from gate_runner import __version__
 from gate_runner.cli.client import ControlClient, RpcError, find_spec_file, locate_node
 from gate_runner.cli.output import emit, render_peers, render_status, table
 from gate_runner.errors import GateError, SpecError
+from gate_runner.state.runtime import pid_alive
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 # components.control.contract.SPEC_INVALID, not imported: the CLI stays light to start.
@@ -60,22 +61,12 @@ def _read_file(path: str) -> str:
 # -- node lifecycle ---------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _running_pid(pidfile: Path) -> int | None:
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -245,9 +236,9 @@ def cmd_down(args: argparse.Namespace) -> int:
         os.kill(pid, signal.SIGTERM)
     if pid is not None:
         deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if pid_alive(pid):
             print(f"node (pid {pid}) is still stopping", file=sys.stderr)
             return EXIT_FAILURE
     print("node stopped")

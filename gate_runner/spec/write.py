@@ -24,6 +24,7 @@ from ruamel.yaml.scalarstring import SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from gate_runner.errors import SpecError
+from gate_runner.files import fsync_dir
 from gate_runner.spec.yamlsafe import parse_yaml
 
 # Indentation styles tried when re-emitting: (mapping, sequence, offset). The one that reproduces
@@ -359,7 +360,7 @@ def atomic_write(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _overwrite(path: Path, data: bytes) -> None:
@@ -392,11 +393,3 @@ def _write_at_start(fd: int, data: bytes) -> None:
         done += os.pwrite(fd, view[done:], done)
     os.ftruncate(fd, len(data))
     os.fsync(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,6 +22,7 @@ from typing import TypeVar
 import anyio.to_thread
 
 from gate_runner.errors import GateError
+from gate_runner.files import fsync_dir
 
 T = TypeVar("T")
 
@@ -331,7 +332,7 @@ def _move_aside(path: Path, reason: str, *, sidecars: set[str]) -> SetAside:
                 os.rename(f"{path}{suffix}", f"{target}{suffix}")
             else:
                 os.unlink(f"{path}{suffix}")
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return SetAside(target, reason)
 
 
@@ -388,7 +389,7 @@ def _create(path: Path) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{name}{suffix}")
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _find_set_aside(path: Path, moved: SetAside | None) -> tuple[SetAside, ...]:
@@ -405,11 +406,3 @@ def _find_set_aside(path: Path, moved: SetAside | None) -> tuple[SetAside, ...]:
             continue
         found.append(SetAside(entry, "was empty (0 bytes)" if empty else "was corrupt"))
     return tuple(sorted(found, key=lambda s: s.path.name, reverse=True))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

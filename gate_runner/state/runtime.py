@@ -9,6 +9,7 @@ __all__ = (
     "NodeRuntime",
     "RuntimeFile",
     "find_runtime",
+    "pid_alive",
     "pointer_path",
     "read_runtime",
     "state_home",
@@ -91,7 +92,7 @@ def read_runtime(data_dir: Path) -> NodeRuntime | None:
         runtime = NodeRuntime.from_dict(record)
     except (KeyError, TypeError, ValueError):
         return None
-    return runtime if _alive(runtime.pid) else None
+    return runtime if pid_alive(runtime.pid) else None
 
 
 def find_runtime(spec: Path, env: Mapping[str, str] | None = None) -> NodeRuntime | None:
@@ -185,7 +186,8 @@ def _resolved(path: Path) -> Path:
         return path.absolute()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

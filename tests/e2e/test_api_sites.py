@@ -12,20 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.rig import GateNode, ServerProcess, make_node, run_gate
+from tests.rig import GateNode, ServerProcess, linked_pair, ollama_provider, run_gate
 
 pytestmark = pytest.mark.e2e
 
 CHAT = {"model": "llama3:8b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
-def ollama_provider(ollama: ServerProcess) -> str:
-    return f"    static:\n      - {{name: ollama, kind: ollama, url: '{ollama.url}'}}\n"
-
-
 @pytest.fixture
 def node(tmp_path: Path, node_factory: type[GateNode], ollama: ServerProcess) -> GateNode:
-    node = node_factory(tmp_path, extra=ollama_provider(ollama))
+    node = node_factory(tmp_path, extra=f"    static:\n      - {ollama_provider(ollama.url)}\n")
     text = node.spec_path.read_text()
     node.spec_path.write_text(
         text.replace(
@@ -138,25 +134,7 @@ def test_a_cross_site_request_never_reaches_a_friend(
     tmp_path: Path, node_factory: type[GateNode], ollama: ServerProcess
 ) -> None:
     """The page cannot spend a friend's quota either: bob refuses it before routing."""
-    alice, alice_id = make_node(node_factory, tmp_path / "a", "alice", ollama_provider(ollama))
-    bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
-    alice.spec_path.write_text(
-        alice.spec_path.read_text()
-        + f"  peers:\n    - {{name: bob, id: {bob_id.node_id.peer_id}}}\n"
-        + "  trust: {mode: friends, allow: [{peer: bob}]}\n"
-    )
-    bob.spec_path.write_text(
-        bob.spec_path.read_text()
-        + f"  peers:\n    - {{name: alice, id: {alice_id.node_id.peer_id}, "
-        f"addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}\n"
-    )
-    alice.start()
-    bob.start()
-    bob.wait_for(
-        lambda: any(p["state"] == "connected" and p["models"] for p in bob.rpc("peers.list")),
-        timeout=20,
-        what="link up",
-    )
+    alice, bob = linked_pair(node_factory, tmp_path, ollama_provider(ollama.url))
     url = f"http://127.0.0.1:{bob.api_port}/v1/chat/completions"
     body = json.dumps({**CHAT, "model": "llama3:8b@alice"})
     for headers in (

@@ -296,34 +296,21 @@ def test_failing_providers_get_the_right_errors(
     assert hang.json()["error"]["code"] == "upstream_timeout"
     garbage = post("garbage")
     assert garbage.status_code == 502, garbage.text
-    with httpx.stream(
-        "POST",
-        url,
-        json={"model": "cut", "stream": True, "messages": [{"role": "user", "content": "x"}]},
-        timeout=30,
-    ) as cut:
-        assert cut.status_code == 200
-        events = [line for line in cut.iter_lines() if line.startswith("data: ")]
+
+    def streamed(model: str) -> list[str]:
+        body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        with httpx.stream("POST", url, json=body, timeout=30) as answer:
+            assert answer.status_code == 200
+            return [line for line in answer.iter_lines() if line.startswith("data: ")]
+
+    events = streamed("cut")
     assert '"error"' in events[-1], events
     # Framed by the connection's close, a cut stream must not pass as a clean end ...
-    with httpx.stream(
-        "POST",
-        url,
-        json={"model": "cut-eof", "stream": True, "messages": [{"role": "user", "content": "x"}]},
-        timeout=30,
-    ) as cut_eof:
-        assert cut_eof.status_code == 200
-        events = [line for line in cut_eof.iter_lines() if line.startswith("data: ")]
+    events = streamed("cut-eof")
     assert len(events) == 3 and '"error"' in events[-1], events
     assert "finish reason" in json.loads(events[-1][6:])["error"]["message"]
     # ... while one that finished without [DONE] is a success.
-    with httpx.stream(
-        "POST",
-        url,
-        json={"model": "eof-done", "stream": True, "messages": [{"role": "user", "content": "x"}]},
-        timeout=30,
-    ) as finished:
-        events = [line for line in finished.iter_lines() if line.startswith("data: ")]
+    events = streamed("eof-done")
     assert len(events) == 3 and not any('"error"' in e for e in events), events
     ok = post("ok")
     assert ok.status_code == 200, ok.text

@@ -11,48 +11,16 @@ import pytest
 
 from gate_runner.identity import Identity
 from tests.llm.engine import LlamaServer
-from tests.rig import GateNode, ServerProcess, make_node
+from tests.rig import (
+    GateNode,
+    ServerProcess,
+    add_to_spec,
+    linked_pair,
+    make_node,
+    peers_yaml,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-def peers_yaml(*entries: str) -> str:
-    return "  peers:\n" + "".join(f"    - {e}\n" for e in entries)
-
-
-def add_to_spec(node: GateNode, text: str) -> None:
-    node.spec_path.write_text(node.spec_path.read_text() + text)
-
-
-def linked_pair(
-    node_factory: type[GateNode], tmp_path: Path, provider: str
-) -> tuple[GateNode, GateNode]:
-    """alice with one provider, bob with none; each lists the other, bob dials alice, and
-    alice trusts bob (a peer in spec.peers alone may not use the node)."""
-    alice, alice_id = make_node(
-        node_factory, tmp_path / "a", "alice", f"    static:\n      - {provider}\n"
-    )
-    bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
-    add_to_spec(
-        alice,
-        peers_yaml(f"{{name: bob, id: {bob_id.node_id.peer_id}}}")
-        + "  trust:\n    allow: [{peer: bob}]\n",
-    )
-    add_to_spec(
-        bob,
-        peers_yaml(
-            f"{{name: alice, id: {alice_id.node_id.peer_id}, "
-            f"addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}"
-        ),
-    )
-    alice.start()
-    bob.start()
-    bob.wait_for(
-        lambda: any(p["state"] == "connected" and p["models"] for p in bob.rpc("peers.list")),
-        timeout=20,
-        what="link up",
-    )
-    return alice, bob
 
 
 @pytest.fixture

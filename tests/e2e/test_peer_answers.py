@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.rig import GateNode, ServerProcess, make_node
+from tests.rig import GateNode, ServerProcess, linked_pair, make_node, ollama_provider
 
 pytestmark = pytest.mark.e2e
 
@@ -24,31 +24,12 @@ def chat(node: GateNode, model: str) -> httpx.Response:
 def test_a_peers_refusal_limit_and_absence_reach_the_client(
     tmp_path: Path, node_factory: type[GateNode], ollama: ServerProcess
 ) -> None:
-    alice, alice_id = make_node(
-        node_factory,
-        tmp_path / "a",
-        "alice",
-        f"    static:\n      - {{name: ollama, kind: ollama, url: '{ollama.url}'}}\n",
-    )
-    bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
     # alice shares llama3* with bob, one request a minute.
-    alice.spec_path.write_text(
-        alice.spec_path.read_text()
-        + f"  peers:\n    - {{name: bob, id: {bob_id.node_id.peer_id}}}\n"
-        + "  trust:\n    mode: friends\n"
-        + "    allow: [{peer: bob, models: ['llama3*'], rateLimit: {requestsPerMinute: 1}}]\n"
-    )
-    bob.spec_path.write_text(
-        bob.spec_path.read_text()
-        + f"  peers:\n    - {{name: alice, id: {alice_id.node_id.peer_id}, "
-        f"addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}\n"
-    )
-    alice.start()
-    bob.start()
-    bob.wait_for(
-        lambda: any(p["state"] == "connected" and p["models"] for p in bob.rpc("peers.list")),
-        timeout=20,
-        what="link up",
+    alice, bob = linked_pair(
+        node_factory,
+        tmp_path,
+        ollama_provider(ollama.url),
+        rule="{peer: bob, models: ['llama3*'], rateLimit: {requestsPerMinute: 1}}",
     )
     assert next(p for p in bob.rpc("peers.list") if p["name"] == "alice")["models"] == ["llama3:8b"]
 
@@ -95,7 +76,7 @@ def test_a_peers_request_travels_one_hop_only(
         node_factory,
         tmp_path / "b",
         "bob",
-        f"    static:\n      - {{name: ollama, kind: ollama, url: '{ollama.url}'}}\n",
+        f"    static:\n      - {ollama_provider(ollama.url)}\n",
     )
     alice, alice_id = make_node(node_factory, tmp_path / "a", "alice")
     carol, carol_id = make_node(node_factory, tmp_path / "c", "carol")

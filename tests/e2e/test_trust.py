@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from gate_runner.components.control.contract import CONTRACTS
 from gate_runner.identity import Identity
-from tests.rig import GateNode, ServerProcess, make_node
+from tests.rig import GateNode, ServerProcess, add_to_spec, linked_pair, make_node, ollama_provider
 
 pytestmark = pytest.mark.e2e
 
@@ -69,10 +69,6 @@ def visit(identity: Identity, node: GateNode, node_id: str, bodies: list[dict[st
 
     anyio.run(main, backend="trio")
     return seen
-
-
-def add_to_spec(node: GateNode, text: str) -> None:
-    node.spec_path.write_text(node.spec_path.read_text() + text)
 
 
 def warnings_of_untrusted(node: GateNode) -> list[str]:
@@ -212,30 +208,7 @@ def test_an_offline_peer_keeps_its_models_marked_stale_and_one_warning(
 ) -> None:
     """alice trusts bob; bob only knows alice. When alice stops, bob still lists what she
     offered, marked stale, and redials her with one WARNING, not one ERROR per try."""
-    alice, alice_id = make_node(
-        node_factory,
-        tmp_path / "a",
-        "alice",
-        f"    static:\n      - {{name: ollama, kind: ollama, url: '{ollama.url}'}}\n",
-    )
-    bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
-    add_to_spec(
-        alice,
-        f"  peers:\n    - {{name: bob, id: {bob_id.node_id.peer_id}}}\n"
-        "  trust:\n    allow: [{peer: bob}]\n",
-    )
-    add_to_spec(
-        bob,
-        f"  peers:\n    - {{name: alice, id: {alice_id.node_id.peer_id}, "
-        f"addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}\n",
-    )
-    alice.start()
-    bob.start()
-    bob.wait_for(
-        lambda: any(p["state"] == "connected" and p["models"] for p in bob.rpc("peers.list")),
-        timeout=30,
-        what="link up",
-    )
+    alice, bob = linked_pair(node_factory, tmp_path, ollama_provider(ollama.url))
     alice.wait_for(
         lambda: peers_by_name(alice)["bob"]["state"] == "connected", timeout=10, what="bob"
     )
