@@ -28,7 +28,7 @@ from gate_runner.providers.remote import RemoteBackend
 from gate_runner.spec import NodeSpec, PeerSpec, TrustSpec
 from gate_runner.state.peerbook import PeerBook
 from gate_runner.trust import Decision, RateLimiter, TrustPolicy
-from gate_runner.wire.openai import OpenAIError, parse_model_target
+from gate_runner.wire.openai import ENDPOINT_BY_PATH, OpenAIError, parse_model_target
 
 if TYPE_CHECKING:
     from gate_runner.p2p import P2PHost, P2PHttpClient, P2PRequest, P2PStream, ResponseSender
@@ -41,11 +41,6 @@ HELLO_INTERVAL = 5.0  # also the keepalive: a link whose hellos fail is dropped 
 HELLO_TIMEOUT = 5.0
 HELLO_FAILURES_BEFORE_DROP = 3
 MAX_HELLO = 256 * 1024
-_OPS = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,8 +413,8 @@ class P2PComponent:
             )
             await _respond_error(send, OpenAIError.forbidden(decision.reason))
             return
-        op = _OPS.get(request.path)
-        if op is None or request.method != "POST":
+        endpoint = ENDPOINT_BY_PATH.get(request.path)
+        if endpoint is None or request.method != endpoint.method:
             await _respond_error(
                 send,
                 OpenAIError(
@@ -455,7 +450,7 @@ class P2PComponent:
             state.bytes_in += len(body)
         try:
             await self._services.router.handle(
-                op,  # type: ignore[arg-type]
+                endpoint.op,
                 _peer_scope(request, name, permit),
                 _receive_once(body),
                 _AsgiToP2P(send, state).send,

@@ -20,13 +20,16 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from gate_runner.httpclient import AbortSignal
-from gate_runner.wire.openai import ChatRequest, CompletionRequest, EmbeddingsRequest
-
-Operation = Literal["chat", "completions", "embeddings"]
-OPERATIONS: tuple[Operation, ...] = ("chat", "completions", "embeddings")
+from gate_runner.wire.openai import (
+    OPERATIONS,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+    Operation,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,20 +14,11 @@ from gate_runner.providers.base import (
     Health,
     ModelInfo,
     OneChunk,
-    Operation,
     Reply,
     UpstreamRequest,
     timed,
 )
-from gate_runner.wire.openai import OpenAIError
-
-_PATHS: dict[Operation, str] = {
-    "chat": "/chat/completions",
-    "completions": "/completions",
-    "embeddings": "/embeddings",
-}
-# Statuses that mean "this target cannot answer now": the router may try another one.
-_RETRYABLE = {502, 503, 504}
+from gate_runner.wire.openai import ENDPOINTS, RETRYABLE_STATUS, OpenAIError
 
 
 class RawBody:
@@ -62,7 +53,7 @@ class _Opening:
         backend, request = self._backend, self._request
         exchange = self._exchange = backend._pool.stream(
             "POST",
-            _PATHS[request.op],
+            ENDPOINTS[request.op].upstream_path,
             headers=backend._headers,
             body=request.raw_body,
             abort=request.abort,
@@ -115,7 +106,7 @@ class OpenAIBackend:
 
     async def _reply(self, response: Response) -> Reply:
         status = response.status
-        if status in _RETRYABLE or status in (401, 403):
+        if status in RETRYABLE_STATUS or status in (401, 403):
             detail = (await response.read())[:500].decode("utf-8", "replace")
             if status in (401, 403):
                 raise OpenAIError.bad_gateway(

@@ -10,19 +10,12 @@ from typing import TYPE_CHECKING
 
 from gate_runner.errors import TransientError
 from gate_runner.httpclient import UpstreamClosed, UpstreamConnectError
-from gate_runner.providers.base import Health, ModelInfo, Operation, Reply, UpstreamRequest
-from gate_runner.wire.openai import OpenAIError
+from gate_runner.providers.base import Health, ModelInfo, Reply, UpstreamRequest
+from gate_runner.wire.openai import ENDPOINTS, RETRYABLE_STATUS, OpenAIError
 
 if TYPE_CHECKING:
     from gate_runner.p2p import P2PHttpClient, P2PResponse
     from gate_runner.peers import PeerState
-
-_PATHS: dict[Operation, str] = {
-    "chat": "/v1/chat/completions",
-    "completions": "/v1/completions",
-    "embeddings": "/v1/embeddings",
-}
-_RETRYABLE = {502, 503, 504}
 
 
 # Headers of the peer's answer that the router sets itself, from Reply's fields or its own.
@@ -93,11 +86,11 @@ class RemoteBackend:
         errors = (StreamError, FrameError, TransientError)
         try:
             async with self._client.request(
-                self.peer_id, "POST", _PATHS[request.op], headers, body
+                self.peer_id, "POST", ENDPOINTS[request.op].path, headers, body
             ) as response:
                 status = response.status
                 content_type = (response.header("content-type") or "application/json").encode()
-                if status in _RETRYABLE:
+                if status in RETRYABLE_STATUS:
                     detail = (await response.read())[:500].decode("utf-8", "replace")
                     raise OpenAIError(
                         f"peer {self.peer_name} answered {status}: {detail}",

@@ -1,14 +1,22 @@
-"""OpenAI's wire format at Gate's edge: the error object and its statuses, request
-validation for chat, completions and embeddings, and the ``model: "name@peer"`` target."""
+"""OpenAI's wire format at Gate's edge: the operations (one table), the error object and
+its statuses, request validation for chat, completions and embeddings, and the
+``model: "name@peer"`` target."""
 
 from __future__ import annotations
 
 __all__ = (
     "CHAT_ROLES",
+    "ENDPOINTS",
+    "ENDPOINT_BY_PATH",
+    "NO_PROVIDER_HINT",
+    "OPERATIONS",
+    "RETRYABLE_STATUS",
     "ChatRequest",
     "CompletionRequest",
+    "Endpoint",
     "EmbeddingsRequest",
     "OpenAIError",
+    "Operation",
     "parse_model_target",
     "validate_chat",
     "validate_completion",
@@ -19,11 +27,20 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from gate_runner.errors import GateError
 
 CHAT_ROLES = ("system", "user", "assistant", "tool", "developer")
+
+Operation = Literal["chat", "completions", "embeddings"]
+OPERATIONS: Final[tuple[Operation, ...]] = ("chat", "completions", "embeddings")
+# Statuses that mean "this target cannot answer now": the router may try another one.
+RETRYABLE_STATUS: Final = frozenset({502, 503, 504})
+NO_PROVIDER_HINT: Final = (
+    "start Ollama (port 11434) or LM Studio (port 1234), or add one under "
+    "spec.providers.static in gate.yaml"
+)
 
 # A model name is one token: whitespace or control characters in it are a typo or a
 # mangled client, and would not reach the same model at every provider.
@@ -627,3 +644,30 @@ def validate_embeddings(body: object) -> EmbeddingsRequest:
         )
     _params(body, _EMBEDDINGS_PARAMS)
     return EmbeddingsRequest(model=model, peer=peer, raw=body)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One OpenAI operation as Gate serves and forwards it."""
+
+    op: Operation
+    path: str  # on Gate's API and over P2P: /v1/...
+    validate: Callable[[object], ChatRequest | CompletionRequest | EmbeddingsRequest]
+    id_prefix: str  # of the request ids Gate gives it, after OpenAI's own (chatcmpl-...)
+
+    method: str = "POST"
+
+    @property
+    def upstream_path(self) -> str:
+        """The path below an OpenAI-compatible base URL, which ends in /v1 already."""
+        return self.path.removeprefix("/v1")
+
+
+# The one table of what Gate serves: the API, the P2P side, the request log and the
+# OpenAI-compatible backends all read it.
+ENDPOINTS: Final[Mapping[Operation, Endpoint]] = {
+    "chat": Endpoint("chat", "/v1/chat/completions", validate_chat, "chatcmpl-"),
+    "completions": Endpoint("completions", "/v1/completions", validate_completion, "cmpl-"),
+    "embeddings": Endpoint("embeddings", "/v1/embeddings", validate_embeddings, "embd-"),
+}
+ENDPOINT_BY_PATH: Final[Mapping[str, Endpoint]] = {e.path: e for e in ENDPOINTS.values()}

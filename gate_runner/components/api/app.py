@@ -13,24 +13,17 @@ import json
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from gate_runner.components.api.proxy import Proxy, Receive, Scope, Send, send_error
+from gate_runner.components.api.proxy import Proxy, send_error
 from gate_runner.components.sites import SitePolicy
 from gate_runner.providers.registry import ProviderRegistry
-from gate_runner.wire.openai import OpenAIError
+from gate_runner.wire.asgi import Receive, Scope, Send
+from gate_runner.wire.openai import ENDPOINT_BY_PATH, NO_PROVIDER_HINT, OpenAIError
 
-_POST_ROUTES = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-}
 # What a web app listed in listen.cors.origins may do and read.
 _CORS_METHODS = b"GET, POST, OPTIONS"
 _CORS_EXPOSE = b"x-request-id, x-gate-node, x-gate-provider, x-gate-attempts, retry-after"
 _CORS_MAX_AGE = b"600"
-_NO_PROVIDER_MESSAGE = (
-    "no provider found on this node: start Ollama (port 11434) or LM Studio (port 1234), "
-    "or add one under spec.providers.static in gate.yaml"
-)
+_NO_PROVIDER_MESSAGE = f"no provider found on this node: {NO_PROVIDER_HINT}"
 
 
 def _hex(peer_id: str) -> str:
@@ -189,13 +182,15 @@ class ApiApp:
             await _send_json(send, 200, {"status": "ok"})
             return
         self._authorize(scope)
-        op = _POST_ROUTES.get(path)
-        if op is not None:
-            if method != "POST":
+        endpoint = ENDPOINT_BY_PATH.get(path)
+        if endpoint is not None:
+            if method != endpoint.method:
                 raise OpenAIError(
-                    f"{path} takes POST, not {method}", status=405, type="invalid_request_error"
+                    f"{path} takes {endpoint.method}, not {method}",
+                    status=405,
+                    type="invalid_request_error",
                 )
-            await self.proxy.handle(op, scope, receive, send)  # type: ignore[arg-type]
+            await self.proxy.handle(endpoint.op, scope, receive, send)
             return
         if path == "/v1/models" or path.startswith("/v1/models/"):
             if method != "GET":

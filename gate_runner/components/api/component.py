@@ -23,14 +23,10 @@ from gate_runner.errors import PermanentError, TransientError
 from gate_runner.metrics import Metrics
 from gate_runner.spec import HostPort, NodeSpec, RoutingSpec
 from gate_runner.state.requests import RequestLog, RequestRecord
+from gate_runner.wire.openai import ENDPOINTS
 
 log = logging.getLogger(__name__)
 
-_PATHS = {
-    "chat": "/v1/chat/completions",
-    "completions": "/v1/completions",
-    "embeddings": "/v1/embeddings",
-}
 # In-flight requests on a socket being given up (a new listen address, or shutdown) get this
 # long to finish; streams of long generations are the ones that need it.
 GRACEFUL_TIMEOUT = 30.0
@@ -197,7 +193,7 @@ def request_recorder(
             id=outcome.request_id,
             started_at=started_at,
             method="POST",
-            path=_PATHS[outcome.op],
+            path=ENDPOINTS[outcome.op].path,
             model=outcome.model,
             source=outcome.source,
             target_node=outcome.node,

@@ -8,14 +8,13 @@ __all__ = ("GRACE", "LateWatcher", "Ticket")
 
 from collections import deque
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 from anyio.abc import TaskStatus
 
 from gate_runner.httpclient import AbortSignal
-
-Receive = Any  # the ASGI receive callable
+from gate_runner.wire.asgi import Receive
 
 
 class Progress(Protocol):

@@ -9,7 +9,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,29 +32,19 @@ from gate_runner.providers.registry import ProviderEntry, ProviderRegistry
 from gate_runner.routing import full_jitter, order_targets
 from gate_runner.spec import RoutingSpec
 from gate_runner.state.requests import new_request_id
+from gate_runner.wire.asgi import Receive, Scope, Send
 from gate_runner.wire.openai import (
+    ENDPOINTS,
+    NO_PROVIDER_HINT,
+    RETRYABLE_STATUS,
     ChatRequest,
     CompletionRequest,
     EmbeddingsRequest,
     OpenAIError,
-    validate_chat,
-    validate_completion,
-    validate_embeddings,
 )
 from gate_runner.wire.sse import StreamEnd, encode_json
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
 _Parsed = ChatRequest | CompletionRequest | EmbeddingsRequest
-_VALIDATE: dict[str, Callable[[object], _Parsed]] = {
-    "chat": validate_chat,
-    "completions": validate_completion,
-    "embeddings": validate_embeddings,
-}
-_ID_PREFIX = {"chat": "chatcmpl-", "completions": "cmpl-", "embeddings": "embd-"}
-_RETRYABLE_STATUS = {502, 503, 504}
 # Non-streamed bodies up to this size are scanned after forwarding, for their token usage.
 _USAGE_SCAN_LIMIT = 1 << 20
 _USAGE_KEY = re.compile(rb'"usage"[ \t\r\n]*:[ \t\r\n]*')
@@ -119,7 +109,7 @@ def _only_cancelled(error: BaseException) -> bool:
 
 def _retryable(error: Exception) -> bool:
     if isinstance(error, OpenAIError):
-        return error.status in _RETRYABLE_STATUS
+        return error.status in RETRYABLE_STATUS
     return isinstance(error, UpstreamError) and not isinstance(error, ResponseTooLarge)
 
 
@@ -188,7 +178,7 @@ class Proxy:
     async def handle(self, op: Operation, scope: Scope, receive: Receive, send: Send) -> None:
         started_wall = time.time()
         began = time.perf_counter()
-        outcome = RequestOutcome(request_id=new_request_id(_ID_PREFIX[op]), op=op)
+        outcome = RequestOutcome(request_id=new_request_id(ENDPOINTS[op].id_prefix), op=op)
         client = scope.get("client")
         if client:
             # A peer's request comes as ("peer:<name>", 0).
@@ -203,7 +193,7 @@ class Proxy:
                     f"the request body is not valid JSON: {e}",
                     hint="send a JSON object with Content-Type: application/json",
                 ) from e
-            parsed = _VALIDATE[op](document)
+            parsed = ENDPOINTS[op].validate(document)
             outcome.model = parsed.model
             outcome.stream = bool(getattr(parsed, "stream", False))
             target = self._target(parsed, scope)
@@ -492,8 +482,7 @@ class Proxy:
         if not self.registry.entries():
             return OpenAIError.no_provider(
                 "no provider is configured or discovered on this node",
-                hint="start Ollama (port 11434) or LM Studio (port 1234), or add one under "
-                "spec.providers.static in gate.yaml",
+                hint=NO_PROVIDER_HINT,
             )
         where = "" if target is None else " on that node" if target != LOCAL else " here"
         return OpenAIError.model_not_found(
