@@ -296,7 +296,6 @@ def serve_api(port: int, upstream: int) -> None:
 
     from gate_runner.components.api.app import ApiApp
     from gate_runner.components.api.component import request_recorder
-    from gate_runner.components.api.proxy import Proxy
     from gate_runner.components.httpserve import bind_tcp, serve_asgi
     from gate_runner.components.sites import SitePolicy
     from gate_runner.httpclient import Watchdog
@@ -304,6 +303,7 @@ def serve_api(port: int, upstream: int) -> None:
     from gate_runner.providers.base import ModelInfo
     from gate_runner.providers.openai import OpenAIBackend
     from gate_runner.providers.registry import ProviderRegistry
+    from gate_runner.router import Proxy
     from gate_runner.spec import HostPort, RoutingSpec
     from gate_runner.state.db import StateDB
     from gate_runner.state.requests import RequestLog

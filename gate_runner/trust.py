@@ -6,7 +6,7 @@ name or id the request claims. Pure logic plus a clock, so it is tested without 
 
 from __future__ import annotations
 
-__all__ = ("Decision", "Grant", "RateLimiter", "TrustPolicy")
+__all__ = ("Decision", "Grant", "PeerAccess", "RateLimiter", "TrustPolicy")
 
 import fnmatch
 import time
@@ -117,6 +117,20 @@ class TrustPolicy:
         if self.grant(peer_id) is None:
             return []
         return [m for m in models if self.may_use(peer_id, m).allowed]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAccess:
+    """A request that came from another node: who sent it (its Noise-authenticated id, never
+    a name it claims) and the policy that says what it may use. The router serves such a
+    request with this node's own engines only, and only a model the policy grants."""
+
+    peer_id: str
+    name: str
+    policy: TrustPolicy
+
+    def may_use(self, model: str) -> Decision:
+        return self.policy.may_use(self.peer_id, model)
 
 
 class RateLimiter:

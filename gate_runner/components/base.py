@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ("Component", "NodeHandle", "RunContext", "Services")
+__all__ = ("Component", "Configured", "NodeHandle", "RunContext", "Services")
 
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -15,13 +15,13 @@ from anyio.abc import TaskStatus
 if TYPE_CHECKING:
     from apscheduler import AsyncScheduler
 
-    from gate_runner.components.api.proxy import Proxy
     from gate_runner.events import EventBus
     from gate_runner.identity import Identity
     from gate_runner.logs import LogFeed
     from gate_runner.metrics import Metrics
     from gate_runner.peers import PeerTable
     from gate_runner.providers.registry import ProviderRegistry
+    from gate_runner.router import Proxy
     from gate_runner.spec import NodeSpec
     from gate_runner.state import StateDB
     from gate_runner.state.requests import RequestLog
@@ -41,6 +41,13 @@ class RunContext:
 
     def set_condition(self, type_: str, status: bool, reason: str, message: str = "") -> None:
         self._set_condition(type_, status, reason, message)
+
+
+class Configured(Protocol):
+    """A node-wide service (the router) that components use and none of them configures:
+    the controller hands it each accepted spec before the components converge to it."""
+
+    def configure(self, spec: NodeSpec) -> None: ...
 
 
 class Component(Protocol):

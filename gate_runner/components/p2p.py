@@ -12,7 +12,7 @@ import importlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,14 +20,14 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from gate_runner import __version__
-from gate_runner.components.api.proxy import ClientGone
 from gate_runner.components.base import RunContext, Services
 from gate_runner.errors import GateError
 from gate_runner.providers.base import Health, ModelInfo
 from gate_runner.providers.remote import RemoteBackend
+from gate_runner.router import ClientGone
 from gate_runner.spec import NodeSpec, PeerSpec, TrustSpec
 from gate_runner.state.peerbook import PeerBook
-from gate_runner.trust import Decision, RateLimiter, TrustPolicy
+from gate_runner.trust import PeerAccess, RateLimiter, TrustPolicy
 from gate_runner.wire.openai import ENDPOINT_BY_PATH, OpenAIError, parse_model_target
 
 if TYPE_CHECKING:
@@ -425,14 +425,11 @@ class P2PComponent:
             )
             return
         body = await request.body.read()
-
-        def permit(model: str) -> Decision:
-            return policy.may_use(remote, model)
-
+        access = PeerAccess(remote, name, policy)
         # A request for a model this peer may not use costs it nothing: it skips the rate
-        # limiter, and the router refuses it through the same permit (403, recorded).
+        # limiter, and the router refuses it with the same access check (403, recorded).
         model = _requested_model(body)
-        limited = model is None or permit(model).allowed
+        limited = model is None or access.may_use(model).allowed
         if limited:
             admitted = live.limiter.acquire(remote, policy.limits.get(remote))
             if not admitted.allowed:
@@ -451,9 +448,10 @@ class P2PComponent:
         try:
             await self._services.router.handle(
                 endpoint.op,
-                _peer_scope(request, name, permit),
+                _peer_scope(request, name),
                 _receive_once(body),
                 _AsgiToP2P(send, state).send,
+                peer=access,
             )
         finally:
             if limited:
@@ -477,16 +475,13 @@ def _requested_model(body: bytes) -> str | None:
         return None
 
 
-def _peer_scope(
-    request: P2PRequest, name: str, permit: Callable[[str], Decision]
-) -> dict[str, Any]:
+def _peer_scope(request: P2PRequest, name: str) -> dict[str, Any]:
     return {
         "type": "http",
         "method": request.method,
         "path": request.path,
         "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers],
         "client": (f"peer:{name}", 0),
-        "gate.permit": permit,
     }
 
 

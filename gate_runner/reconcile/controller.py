@@ -16,7 +16,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from gate_runner import __version__
-from gate_runner.components.base import Component
+from gate_runner.components.base import Component, Configured
 from gate_runner.errors import ConflictError, GateError, SpecError, SpecIssue
 from gate_runner.events import EventBus
 from gate_runner.identity import Identity
@@ -62,6 +62,9 @@ class Controller:
         self._supervisor = supervisor
         self._env = os.environ if env is None else env
         self.components: Sequence[Component] = ()
+        # Node-wide services that take their part of each accepted spec before the
+        # components converge (the router): configured, not run, by the controller.
+        self.services: Sequence[Configured] = ()
         self.generation = 0
         self.observed_generation = 0
         self.last_error: SpecError | GateError | None = None
@@ -107,6 +110,8 @@ class Controller:
     async def _reconcile_once(self) -> None:
         generation = self.generation
         spec = self.spec
+        for service in self.services:
+            service.configure(spec)
         desired: dict[Key, tuple[Component, Hashable]] = {}
         for component in self.components:
             for name, slice_ in component.desired(spec).items():

@@ -18,7 +18,6 @@ import anyio
 from apscheduler import AsyncScheduler
 
 from gate_runner.components.api.component import request_recorder
-from gate_runner.components.api.proxy import Proxy
 from gate_runner.components.base import Services
 from gate_runner.components.registry import build_components
 from gate_runner.errors import GateError
@@ -33,6 +32,7 @@ from gate_runner.reconcile.controller import Controller
 from gate_runner.reconcile.status import ComponentStatus
 from gate_runner.reconcile.supervisor import Supervisor
 from gate_runner.reconcile.watcher import watch_spec_file
+from gate_runner.router import Proxy
 from gate_runner.spec import LoadedSpec, NodeSpec, load_spec_file
 from gate_runner.state import StateDB, load_or_create_token
 from gate_runner.state.requests import RequestLog, RequestRecord
@@ -194,6 +194,7 @@ async def run_node(
                 events=events,
                 logs=log_feed,
             )
+            controller.services = (router,)
             controller.components = build_components(services)
 
             async def on_signals() -> None:

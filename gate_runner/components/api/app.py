@@ -13,9 +13,9 @@ import json
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from gate_runner.components.api.proxy import Proxy, send_error
 from gate_runner.components.sites import SitePolicy
 from gate_runner.providers.registry import ProviderRegistry
+from gate_runner.router import Proxy, send_error
 from gate_runner.wire.asgi import Receive, Scope, Send
 from gate_runner.wire.openai import ENDPOINT_BY_PATH, NO_PROVIDER_HINT, OpenAIError
 

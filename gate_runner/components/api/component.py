@@ -15,13 +15,13 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from gate_runner.components.api.app import ApiApp
-from gate_runner.components.api.proxy import Proxy, RequestOutcome
 from gate_runner.components.base import RunContext, Services
 from gate_runner.components.httpserve import bind_tcp, serve_asgi
 from gate_runner.components.sites import SitePolicy
 from gate_runner.errors import PermanentError, TransientError
 from gate_runner.metrics import Metrics
-from gate_runner.spec import HostPort, NodeSpec, RoutingSpec
+from gate_runner.router import Proxy, RequestOutcome
+from gate_runner.spec import HostPort, NodeSpec
 from gate_runner.state.requests import RequestLog, RequestRecord
 from gate_runner.wire.openai import ENDPOINTS
 
@@ -36,10 +36,6 @@ GRACEFUL_TIMEOUT = 30.0
 class ApiSlice:
     address: HostPort
     api_keys: tuple[str, ...]  # names of env vars
-    routing: RoutingSpec
-    node_name: str
-    max_request_body: int
-    body_timeout: float
     hosts: tuple[str, ...]
     cors_origins: tuple[str, ...]
 
@@ -78,10 +74,6 @@ class ApiComponent:
             "api": ApiSlice(
                 address=spec.listen.api,
                 api_keys=spec.listen.api_keys,
-                routing=spec.routing,
-                node_name=spec.name,
-                max_request_body=spec.limits.max_request_body,
-                body_timeout=spec.limits.body_timeout,
                 hosts=spec.listen.api_hosts,
                 cors_origins=spec.listen.cors_origins,
             )
@@ -99,10 +91,6 @@ class ApiComponent:
     ) -> None:
         services = self._services
         proxy = services.router
-        self._set_routing(slice_.routing)
-        proxy.node_name = slice_.node_name
-        proxy.max_body = slice_.max_request_body
-        proxy.body_timeout = slice_.body_timeout
         app = ApiApp(
             proxy=proxy,
             registry=services.providers,
@@ -122,13 +110,6 @@ class ApiComponent:
             finally:
                 live = self._live.pop(name)
                 live.stop_serving.set()
-
-    def _set_routing(self, routing: RoutingSpec) -> None:
-        self._services.router.routing = routing
-        breaker = routing.circuit_breaker
-        self._services.providers.set_breaker(
-            threshold=breaker.failure_threshold, cooldown=breaker.cooldown
-        )
 
     @staticmethod
     def _where(address: HostPort, sock: socket.socket) -> str:
@@ -172,10 +153,6 @@ class ApiComponent:
             live.ctx.set_condition("Ready", True, "Listening", self._where(new.address, sock))
         live.app.api_keys = keys
         live.app.sites = new.sites()
-        self._set_routing(new.routing)
-        live.proxy.node_name = new.node_name
-        live.proxy.max_body = new.max_request_body
-        live.proxy.body_timeout = new.body_timeout
         return True
 
 

@@ -17,7 +17,6 @@ import anyio
 import trio
 from anyio.abc import TaskStatus
 
-from gate_runner.components.api.late import LateWatcher, Ticket
 from gate_runner.httpclient import (
     ResponseTooLarge,
     UpstreamAborted,
@@ -29,9 +28,11 @@ from gate_runner.httpclient import (
 from gate_runner.peers import PeerState, PeerTable
 from gate_runner.providers.base import Operation, Reply, UpstreamRequest
 from gate_runner.providers.registry import ProviderEntry, ProviderRegistry
+from gate_runner.router.late import LateWatcher, Ticket
 from gate_runner.routing import full_jitter, order_targets
-from gate_runner.spec import RoutingSpec
+from gate_runner.spec import NodeSpec, RoutingSpec
 from gate_runner.state.requests import new_request_id
+from gate_runner.trust import PeerAccess
 from gate_runner.wire.asgi import Receive, Scope, Send
 from gate_runner.wire.openai import (
     ENDPOINTS,
@@ -171,11 +172,31 @@ class Proxy:
         self._on_done = on_done  # (outcome, started wall time, latency seconds)
         self.late = LateWatcher()
 
+    def configure(self, spec: NodeSpec) -> None:
+        """Take the router's part of an accepted spec: the routing rules, the node's name, the
+        request limits and the providers' circuit breakers. The controller calls it before
+        each reconcile pass, so the components that use the router never set its fields."""
+        self.routing = spec.routing
+        self.node_name = spec.name
+        self.max_body = spec.limits.max_request_body
+        self.body_timeout = spec.limits.body_timeout
+        breaker = spec.routing.circuit_breaker
+        self.registry.set_breaker(threshold=breaker.failure_threshold, cooldown=breaker.cooldown)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The router's own task: watchers for slow non-streamed requests live here."""
         await self.late.run(task_status=task_status)
 
-    async def handle(self, op: Operation, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(
+        self,
+        op: Operation,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        peer: PeerAccess | None = None,
+    ) -> None:
+        """Serve one request: ``peer`` when it came from another node over P2P."""
         started_wall = time.time()
         began = time.perf_counter()
         outcome = RequestOutcome(request_id=new_request_id(ENDPOINTS[op].id_prefix), op=op)
@@ -196,7 +217,7 @@ class Proxy:
             parsed = ENDPOINTS[op].validate(document)
             outcome.model = parsed.model
             outcome.stream = bool(getattr(parsed, "stream", False))
-            target = self._target(parsed, scope)
+            target = self._target(parsed, scope, peer)
             outcome.target = target
             if parsed.peer is not None:
                 # "name@peer" goes on as plain "name", to the peer or to our own engines.
@@ -285,15 +306,12 @@ class Proxy:
             )
         return not message.get("more_body", False)
 
-    def _target(self, parsed: _Parsed, scope: Scope) -> str | None:
-        """Where this request may go: LOCAL, a peer id, or None for anywhere.
-
-        A request from another node (``gate.peer`` in the scope, set by the p2p component)
-        is checked against the trust rules for its model and served by local engines only.
-        """
-        permit = scope.get("gate.permit")
-        if permit is not None:
-            decision = permit(parsed.model)
+    def _target(self, parsed: _Parsed, scope: Scope, peer: PeerAccess | None) -> str | None:
+        """Where this request may go: LOCAL, a peer id, or None for anywhere. The one place
+        that reads the model's @peer, X-Target-Node and, for a request from another node,
+        the trust rules: such a request is served by local engines only, one hop."""
+        if peer is not None:
+            decision = peer.may_use(parsed.model)
             if not decision.allowed:
                 raise OpenAIError.forbidden(decision.reason, code="model_not_shared")
             return LOCAL
