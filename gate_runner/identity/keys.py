@@ -8,7 +8,6 @@ from __future__ import annotations
 __all__ = ("Identity", "verify")
 
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import Final
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from gate_runner.errors import IdentityError
+from gate_runner.files import write_secret
 from gate_runner.identity.ids import NodeId
 
 _SEED_LEN: Final = 32
@@ -131,43 +131,16 @@ class Identity:
             ) from e
 
     def _write(self, path: Path, *, overwrite: bool) -> None:
-        directory = path.parent
-        tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+            write_secret(path, self.to_pem(), overwrite=overwrite)
+        except FileExistsError:
+            raise  # the callers tell a key that is there already from a failed write
         except OSError as e:
+            directory = path.parent
             raise IdentityError(
-                f"cannot write a key file in {directory}: {e.strerror}",
+                f"cannot write key file {path}: {e.strerror}",
                 hint=f"make {directory} a directory writable by this user, or use another dataDir",
             ) from e
-        try:
-            with os.fdopen(fd, "wb") as f:
-                # The umask may have removed bits from 0o600; load() wants exactly owner-only.
-                os.fchmod(f.fileno(), 0o600)
-                f.write(self.to_pem())
-                f.flush()
-                os.fsync(f.fileno())
-            if overwrite:
-                os.replace(tmp, path)
-            else:
-                # link() fails if the target exists, so two writers can never clobber each
-                # other's key the way an exists() check followed by replace() could.
-                os.link(tmp, path)
-                tmp.unlink()
-        except FileExistsError:
-            tmp.unlink(missing_ok=True)
-            raise
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise IdentityError(f"cannot write key file {path}: {e.strerror}") from e
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)  # make the new directory entry itself durable
-        finally:
-            os.close(dir_fd)
 
     def to_pem(self) -> bytes:
         return self._key.private_bytes(

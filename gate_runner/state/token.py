@@ -4,11 +4,11 @@ from __future__ import annotations
 
 __all__ = ("load_or_create_token", "read_token")
 
-import os
 import secrets
 from pathlib import Path
 
 from gate_runner.errors import GateError
+from gate_runner.files import write_secret
 
 
 def read_token(path: Path) -> str:
@@ -32,10 +32,8 @@ def load_or_create_token(path: Path) -> str:
             path.chmod(0o600)  # our own file; tighten rather than refuse
         return read_token(path)
     token = secrets.token_urlsafe(32)
-    # O_EXCL with 0600 from the start: the token is never readable by others, even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(token + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        write_secret(path, (token + "\n").encode("ascii"))
+    except FileExistsError:
+        return read_token(path)  # another start made it first: use that one
     return token
