@@ -16,9 +16,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from gate_runner.components.base import RunContext, Services
 from gate_runner.providers.base import Backend
-from gate_runner.providers.ollama import OllamaBackend
-from gate_runner.providers.openai import OpenAIBackend
-from gate_runner.spec import DiscoveryTarget, NodeSpec
+from gate_runner.providers.factory import build_backend
+from gate_runner.spec import DiscoveryTarget, NodeSpec, ProviderSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +35,8 @@ class DiscoverySlice:
     # whose name a static provider already has gets a "-discovered" suffix.
     static_urls: frozenset[str]
     static_names: frozenset[str]
+    # spec.limits.maxResponseBody, which a found engine gets as a static provider does.
+    max_response_body: int
 
 
 def _norm(url: str) -> str:
@@ -63,6 +64,7 @@ class DiscoveryComponent:
                 targets=discovery.targets,
                 static_urls=frozenset(_norm(p.url) for p in static if p.url),
                 static_names=frozenset(p.name for p in static),
+                max_response_body=spec.limits.max_response_body,
             )
         }
 
@@ -97,11 +99,18 @@ class DiscoveryComponent:
         self._slice = new
         if new.interval != old.interval:
             await self._schedule(new.interval)
-        # Forget engines that are no longer targets, or that a static provider now owns, and
-        # those whose target changed (kind, name or timeout): the next probe finds them anew.
+        # Forget engines that are no longer targets, or that a static provider now owns,
+        # those whose target changed (kind, name or timeout), and all of them when the
+        # response limit changed (their backends hold the old one): the next probe finds
+        # them anew.
         wanted = {_norm(t.url): t for t in new.targets if _norm(t.url) not in new.static_urls}
         before = {_norm(t.url): t for t in old.targets}
-        for url in [u for u in self._found if u not in wanted or wanted[u] != before.get(u)]:
+        same_limit = new.max_response_body == old.max_response_body
+        for url in [
+            u
+            for u in self._found
+            if u not in wanted or wanted[u] != before.get(u) or not same_limit
+        ]:
             await self._drop(url)
         await self.probe()
         return True
@@ -155,9 +164,10 @@ class DiscoveryComponent:
         taken = slice_.static_names | set(self._found.values())
         if name in taken or self._services.providers.get(name) is not None:
             name = f"{target.name}-discovered"
-        if target.kind == "ollama":
-            return OllamaBackend(name=name, url=target.url, timeout=target.timeout)
-        return OpenAIBackend(name=name, url=target.url, timeout=target.timeout)
+        # Built as a static provider is: the target's timeout is already resolved (its own,
+        # then discovery.timeout, then the kind's default) by the spec builder.
+        spec = ProviderSpec(name=name, kind=target.kind, url=target.url, timeout=target.timeout)
+        return build_backend(spec, max_response_body=slice_.max_response_body)
 
     async def _drop(self, url: str) -> None:
         name = self._found.pop(url, None)

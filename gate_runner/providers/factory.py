@@ -14,6 +14,8 @@ from gate_runner.spec import ProviderSpec
 
 
 def build_backend(spec: ProviderSpec, *, max_response_body: int = 64 << 20) -> Backend:
+    """The backend for a static provider, or for an engine that discovery found (given a
+    spec made from its target). ``max_response_body``: spec.limits.maxResponseBody."""
     if spec.kind == "ollama":
         assert spec.url is not None  # the spec loader requires it
         return OllamaBackend(name=spec.name, url=spec.url, timeout=spec.timeout)
