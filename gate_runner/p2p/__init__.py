@@ -1,6 +1,7 @@
 """P2P between Gate nodes on py-libp2p: the host, its streams, frames, and HTTP over streams.
 
 Importing this package imports libp2p (1.5-2.3 s, 84 MB): only the node's P2P side needs it.
+It patches nothing in libp2p: ``P2PHost`` installs ``patches`` when it starts.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pa
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.network.config import ConnectionConfig, RetryConfig
-from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -33,33 +32,10 @@ from gate_runner.errors import PermanentError, TransientError
 from gate_runner.identity import Identity, NodeId
 from gate_runner.p2p import patches
 from gate_runner.p2p.frames import EndOfStream, FrameError
+from gate_runner.p2p.patches import _root_cause
 from gate_runner.p2p.stream import P2PStream, StreamError
 
 log = logging.getLogger("gate.p2p")
-
-patches.apply()
-
-
-class _DialFailureFilter(logging.Filter):
-    """Drops py-libp2p's ERROR lines for an outbound dial that failed. ``connect()`` raises
-    the same failure with its root cause, and its caller decides how loud to be: a peer
-    that is down is redialed forever, and these made one ERROR per try."""
-
-    MESSAGES: Final = frozenset(
-        {
-            "Failed to open TCP stream: %s",  # libp2p.transport.tcp.tcp, dialing only
-            "Unexpected error opening TCP stream: %s",
-            "failed to upgrade security for peer %s: %s",  # swarm, outbound only
-        }
-    )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg not in self.MESSAGES
-
-
-_DIAL_FAILURES: Final = _DialFailureFilter()
-for _name in ("libp2p.transport.tcp.tcp", "libp2p.network.swarm"):
-    logging.getLogger(_name).addFilter(_DIAL_FAILURES)  # idempotent: one instance
 
 StreamHandler = Callable[[P2PStream, str], Awaitable[None]]
 
@@ -118,13 +94,6 @@ def _check_port_free(text: str, family: socket.AddressFamily, host: str, port: i
                 f"cannot listen on {text}: {e.strerror}",
                 hint=f"use an address of this machine in {_LISTEN_WHAT}",
             ) from e
-
-
-def _root_cause(e: BaseException) -> str:
-    # libp2p wraps a refused dial three levels deep; the innermost message is the useful one.
-    while e.__cause__ is not None:
-        e = e.__cause__
-    return str(e) or type(e).__name__
 
 
 class _Notifee(INotifee):
@@ -265,9 +234,10 @@ class P2PHost:
         # One attempt per connect(): the owner retries with its own backoff, and libp2p's
         # retries would hold a refused dial for ~0.7 s.
         swarm.retry_config = RetryConfig(max_retries=0)
-        _drop_auto_identify(swarm)
+        # The one place libp2p gets patched (DESIGN.md 6): on its classes the first time, and
+        # on this swarm: no automatic Identify, no task kept per closed inbound connection.
+        patches.install(swarm)
         swarm.register_notifee(_Notifee(self))
-        _stop_inbound_task_leak(swarm)
         for protocol, handler in self._handlers.items():
             host.set_stream_handler(TProtocol(protocol), self._dispatcher(protocol, handler))
         return host
@@ -488,55 +458,3 @@ class P2PHost:
             callback(peer)
         except Exception:
             log.exception("a P2P connection callback failed for %s", peer)
-
-
-def _drop_auto_identify(swarm: Any) -> None:
-    """Unregister BasicHost's notifee that runs Identify on every new connection.
-
-    It spawns trio system tasks (outside any nursery of ours), costs a stream, a protobuf
-    exchange and a signed-record check per connection, and logs ERRORs when a connection
-    closes before it finishes. Gate learns what it needs from /gate/hello/1; the Identify
-    handler stays, so peers can still ask us.
-    """
-    for notifee in list(swarm.notifees):
-        if type(notifee).__name__ == "_IdentifyNotifee":
-            swarm.remove_notifee(notifee)
-
-
-def _stop_inbound_task_leak(swarm: Any) -> None:
-    """Replace py-libp2p 0.8.1's inbound connection handler with one that ends with the
-    connection.
-
-    Each inbound TCP connection has a task in the listener's nursery, and trio closes the
-    socket when that task returns, so it must live as long as the connection. The original
-    waits for ``swarm.manager.wait_finished()``, i.e. until the host closes: every inbound
-    connection ever accepted kept its task (measured: 19 leaked after 20 connect/disconnect
-    cycles). This one waits for the yamux connection to close.
-    """
-    if not hasattr(swarm, "_do_handle_inbound_connection"):
-        log.warning("py-libp2p changed: inbound connections may leak a task each")
-        return
-
-    async def handle_inbound(read_write_closer: Any, maddr: Multiaddr, failure_event: Any) -> None:
-        remote = swarm._build_remote_multiaddr(read_write_closer)
-        if remote is not None and not await swarm.connection_gate.is_allowed(remote):
-            await read_write_closer.close()
-            return
-        raw_conn = RawConnection(read_write_closer, False)
-        try:
-            muxed_conn = await swarm.upgrade_inbound_raw_conn(raw_conn, maddr)
-        except (BaseLibp2pError, OSError) as e:
-            # Failed handshakes are routine (scanners, plaintext dialers, wrong peers).
-            log.debug("inbound connection on %s failed: %s", maddr, _root_cause(e))
-            try:
-                await raw_conn.close()
-            except (BaseLibp2pError, OSError):
-                pass
-            return
-        closed = getattr(muxed_conn, "event_closed", None)
-        if closed is None:
-            await swarm.manager.wait_finished()  # what libp2p does
-        else:
-            await closed.wait()
-
-    swarm._do_handle_inbound_connection = handle_inbound

@@ -1,60 +1,127 @@
-"""Narrow patches to py-libp2p 0.8.1 (pinned): whole Noise messages on the wire whoever is
-cancelled, and less work per yamux frame, which is most of a warm exchange (DESIGN.md 6).
+"""Narrow patches to py-libp2p 0.8.1 (pinned), quarantined here: whole Noise messages on the
+wire whoever is cancelled, less work per yamux frame (most of a warm exchange), no task kept
+per closed inbound connection, no automatic Identify, and no ERROR line per failed dial.
 
-Each patch replaces one method, after checking that it is still there; if py-libp2p
-changed, it logs a warning and leaves libp2p's method alone. ``apply()`` is idempotent. The
-figures are CPU per warm /gate/http/1 exchange of a 400 B body on loopback at c=32, both
-ends together unless said, with the patch on and off in the same conditions.
+``install(swarm)`` is the one call that installs them, when a host starts (``P2PHost``);
+importing Gate changes nothing in libp2p. It is idempotent. Outside the tested versions of
+py-libp2p it logs one warning and installs nothing. Each patch names every libp2p attribute
+it uses or replaces (``needs``) and checks they are still there; if py-libp2p changed, it logs
+a warning and leaves libp2p alone. The figures are CPU per warm /gate/http/1 exchange of a
+400 B body on loopback at c=32, both ends together unless said, with the patch on and off in
+the same conditions (DESIGN.md 6).
 """
 
 from __future__ import annotations
 
 __all__ = (
+    "TESTED_VERSIONS",
     "WRITE_STALL_TIMEOUT",
-    "apply",
     "batch_window_updates",
     "buffer_tcp_reads",
+    "drop_auto_identify",
+    "filter_dial_failures",
+    "install",
     "read_buffered_data_bodies",
     "send_tcp_writes_whole",
+    "stop_inbound_task_leak",
     "write_small_frames_directly",
 )
 
+import importlib.metadata
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 log = logging.getLogger("gate.p2p")
 
+# The py-libp2p versions the patches were measured and tested against: from the first,
+# included, up to the second, excluded. pyproject.toml pins the first.
+TESTED_VERSIONS: Final = ((0, 8, 1), (0, 9, 0))
 # A write that finds the socket full waits this long for room, then breaks the connection
 # (yamux's own flow-control wait is 5 s).
 WRITE_STALL_TIMEOUT: Final = 10.0
 # What a buffered TCP read asks of the socket: a Noise message is at most 65,537 bytes.
 _TCP_READ_SIZE: Final = 65536
 
+_warned_versions: set[str] = set()
 
-def apply() -> None:
+
+def install(swarm: Any, *, version: str | None = None) -> bool:
+    """Install every patch: on libp2p's classes (once per process), on ``swarm`` (the host's
+    own), and the dial-failure log filter. ``version`` is py-libp2p's, read from its package
+    metadata unless given. Returns False, having installed nothing, when it is untested.
+    """
+    if version is None:
+        version = importlib.metadata.version("libp2p")
+    if not _tested(version):
+        if version not in _warned_versions:
+            _warned_versions.add(version)
+            low, high = (".".join(map(str, v)) for v in TESTED_VERSIONS)
+            log.warning(
+                "py-libp2p %s is outside the versions Gate's patches were tested with "
+                "(>=%s, <%s): none is installed; install libp2p==%s",
+                version,
+                low,
+                high,
+                low,
+            )
+        return False
     send_tcp_writes_whole()
     buffer_tcp_reads()
     batch_window_updates()
     read_buffered_data_bodies()
     write_small_frames_directly()
+    filter_dial_failures()
+    drop_auto_identify(swarm)
+    stop_inbound_task_leak(swarm)
+    return True
+
+
+def _tested(version: str) -> bool:
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if match is None:
+        return False
+    release = tuple(int(part or 0) for part in match.groups())
+    low, high = TESTED_VERSIONS
+    return low <= release < high
 
 
 def _install(
-    cls: type, name: str, patch: Callable[[Any], Any], *, needs: tuple[str, ...] = ()
+    owner: Any, name: str, patch: Callable[[Any], Any], *, needs: tuple[str, ...] = ()
 ) -> None:
-    """Replace ``cls.name`` by ``patch(original)``, once."""
-    current = getattr(cls, name, None)
+    """Replace ``owner.name`` (on a class, or on one object) by ``patch(original)``, once."""
+    current = getattr(owner, name, None)
     if getattr(current, "_gate_patched", False):
         return
-    absent = [n for n in (name, *needs) if not hasattr(cls, n)]
-    if absent:
-        log.warning("py-libp2p changed (no %s.%s): %s unpatched", cls.__name__, absent[0], name)
+    if not _present(owner, (name, *needs), patched=name):
         return
     method = patch(current)
     method._gate_patched = True
-    setattr(cls, name, method)
+    setattr(owner, name, method)
+
+
+def _present(owner: Any, names: tuple[str, ...], *, patched: str) -> bool:
+    """Whether ``owner`` still has all ``names``; if not, say which is gone."""
+    absent = [n for n in names if not _has(owner, n)]
+    if absent:
+        what = owner.__name__ if isinstance(owner, type) else type(owner).__name__
+        log.warning("py-libp2p changed (no %s.%s): %s unpatched", what, absent[0], patched)
+    return not absent
+
+
+def _has(owner: Any, name: str) -> bool:
+    """Whether ``owner`` has ``name``: on itself or its class (where a property that fails
+    until the object runs, like a swarm's ``manager``, counts), or set by its ``__init__``."""
+    cls = owner if isinstance(owner, type) else type(owner)
+    if hasattr(owner, name) or hasattr(cls, name):
+        return True
+    for base in cls.__mro__:
+        init = base.__dict__.get("__init__")
+        if name in getattr(getattr(init, "__code__", None), "co_names", ()):
+            return True
+    return False
 
 
 def send_tcp_writes_whole() -> None:
@@ -101,7 +168,7 @@ def send_tcp_writes_whole() -> None:
             if scope.cancelled_caught:
                 raise IOException(f"a write stalled for {WRITE_STALL_TIMEOUT:g}s")
 
-    _install(TrioTCPStream, "write", lambda _: write)
+    _install(TrioTCPStream, "write", lambda _: write, needs=("stream",))
 
 
 def buffer_tcp_reads() -> None:
@@ -144,7 +211,7 @@ def buffer_tcp_reads() -> None:
             data = data[:n]
         return data
 
-    _install(TrioTCPStream, "read", lambda _: read)
+    _install(TrioTCPStream, "read", lambda _: read, needs=("read_lock", "stream"))
 
 
 def batch_window_updates() -> None:
@@ -173,7 +240,14 @@ def batch_window_updates() -> None:
         YamuxStream,
         "_auto_tune_and_send_window_update",
         lambda _: update_window,
-        needs=("_apply_autotune_epoch", "send_window_update"),
+        needs=(
+            "_apply_autotune_epoch",
+            "conn",
+            "recv_window",
+            "send_window_update",
+            "stream_id",
+            "target_recv_window",
+        ),
     )
 
 
@@ -199,7 +273,7 @@ def read_buffered_data_bodies() -> None:
 
         return read_data_body
 
-    _install(Yamux, "_read_data_body", patch)
+    _install(Yamux, "_read_data_body", patch, needs=("secured_conn",))
 
 
 def write_small_frames_directly() -> None:
@@ -233,4 +307,103 @@ def write_small_frames_directly() -> None:
 
         return write
 
-    _install(yamux.YamuxStream, "write", patch)
+    _install(
+        yamux.YamuxStream,
+        "write",
+        patch,
+        needs=("closed", "conn", "send_closed", "send_window", "stream_id"),
+    )
+
+
+class _DialFailureFilter(logging.Filter):
+    """Drops py-libp2p's ERROR lines for an outbound dial that failed. ``P2PHost.connect()``
+    raises the same failure with its root cause, and its caller decides how loud to be: a
+    peer that is down is redialed forever, and these made one ERROR per try."""
+
+    MESSAGES: Final = frozenset(
+        {
+            "Failed to open TCP stream: %s",  # libp2p.transport.tcp.tcp, dialing only
+            "Unexpected error opening TCP stream: %s",
+            "failed to upgrade security for peer %s: %s",  # swarm, outbound only
+        }
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.MESSAGES
+
+
+_DIAL_FAILURES: Final = _DialFailureFilter()
+_DIAL_FAILURE_LOGGERS: Final = ("libp2p.transport.tcp.tcp", "libp2p.network.swarm")
+
+
+def filter_dial_failures() -> None:
+    """Install ``_DialFailureFilter`` on the two libp2p loggers that log failed dials. Not a
+    patch, but it changes what libp2p logs, so it is installed with them."""
+    for name in _DIAL_FAILURE_LOGGERS:
+        logging.getLogger(name).addFilter(_DIAL_FAILURES)  # idempotent: one instance
+
+
+def drop_auto_identify(swarm: Any) -> None:
+    """Unregister, from this host's swarm, BasicHost's notifee that runs Identify on every
+    new connection.
+
+    It spawns trio system tasks (outside any nursery of ours), costs a stream, a protobuf
+    exchange and a signed-record check per connection, and logs ERRORs when a connection
+    closes before it finishes. Gate learns what it needs from /gate/hello/1; the Identify
+    handler stays, so peers can still ask us.
+    """
+    if not _present(swarm, ("notifees", "remove_notifee"), patched="automatic Identify"):
+        return
+    for notifee in list(swarm.notifees):
+        if type(notifee).__name__ == "_IdentifyNotifee":
+            swarm.remove_notifee(notifee)
+
+
+def stop_inbound_task_leak(swarm: Any) -> None:
+    """Replace this host's swarm's inbound connection handler with one that ends with the
+    connection.
+
+    Each inbound TCP connection has a task in the listener's nursery, and trio closes the
+    socket when that task returns, so it must live as long as the connection. py-libp2p
+    0.8.1's handler waits for ``swarm.manager.wait_finished()``, i.e. until the host closes:
+    every inbound connection ever accepted kept its task (measured: 19 leaked after 20
+    connect/disconnect cycles). This one waits for the yamux connection to close.
+    """
+    from libp2p.exceptions import BaseLibp2pError
+    from libp2p.network.connection.raw_connection import RawConnection
+
+    async def handle_inbound(read_write_closer: Any, maddr: Any, failure_event: Any) -> None:
+        remote = swarm._build_remote_multiaddr(read_write_closer)
+        if remote is not None and not await swarm.connection_gate.is_allowed(remote):
+            await read_write_closer.close()
+            return
+        raw_conn = RawConnection(read_write_closer, False)
+        try:
+            muxed_conn = await swarm.upgrade_inbound_raw_conn(raw_conn, maddr)
+        except (BaseLibp2pError, OSError) as e:
+            # Failed handshakes are routine (scanners, plaintext dialers, wrong peers).
+            log.debug("inbound connection on %s failed: %s", maddr, _root_cause(e))
+            try:
+                await raw_conn.close()
+            except (BaseLibp2pError, OSError):
+                pass
+            return
+        closed = getattr(muxed_conn, "event_closed", None)
+        if closed is None:
+            await swarm.manager.wait_finished()  # what libp2p does
+        else:
+            await closed.wait()
+
+    _install(
+        swarm,
+        "_do_handle_inbound_connection",
+        lambda _: handle_inbound,
+        needs=("_build_remote_multiaddr", "connection_gate", "manager", "upgrade_inbound_raw_conn"),
+    )
+
+
+def _root_cause(e: BaseException) -> str:
+    # libp2p wraps a refused dial three levels deep; the innermost message is the useful one.
+    while e.__cause__ is not None:
+        e = e.__cause__
+    return str(e) or type(e).__name__
