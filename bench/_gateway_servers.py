@@ -338,7 +338,7 @@ def serve_api(port: int, upstream: int) -> None:
             gc.collect()  # as the node settles its heap once booted
             gc.freeze()
             gc.set_threshold(10_000, 10, 10)
-            sock = bind_tcp(HostPort("127.0.0.1", port), what="the bench's api")
+            sock, _ = bind_tcp(HostPort("127.0.0.1", port), what="the bench's api")
             await serve_asgi(app, sock, stopping=trio.Event())
 
     trio.run(main)

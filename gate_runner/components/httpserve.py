@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ("bind_tcp", "serve_asgi")
+__all__ = ("Bound", "bind_tcp", "serve_asgi")
 
-import errno
 import logging
 import socket
 import ssl
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 import anyio
 from anyio.abc import TaskStatus
@@ -17,39 +17,38 @@ from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from gate_runner.errors import PermanentError, TransientError
-
-if TYPE_CHECKING:
-    from gate_runner.spec import HostPort
+from gate_runner.errors import PermanentError
+from gate_runner.listen import bind_socket
+from gate_runner.spec import HostPort
 
 log = logging.getLogger("gate.http")
 
 
-def bind_tcp(address: HostPort, *, what: str) -> socket.socket:
+class Bound(NamedTuple):
+    """A listening socket and the address it is bound to (the real port when 0 was asked)."""
+
+    sock: socket.socket
+    address: HostPort
+
+
+def bind_tcp(address: HostPort, *, what: str) -> Bound:
     """Bind and listen, turning OS errors into errors that say what to change.
 
     We bind the socket ourselves, not through hypercorn's ``bind`` list, so that a busy
     port is a typed, retryable error and the socket can be handed over intact.
     """
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = bind_socket(family, address.host, address.port, shown=str(address), what=what)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((address.host, address.port))
         sock.listen(1024)
     except OSError as e:
         sock.close()
-        if e.errno == errno.EADDRINUSE:
-            raise TransientError(
-                f"{address} is already in use",
-                hint=f"stop the program using it, or change {what}",
-            ) from e
         raise PermanentError(
             f"cannot listen on {address}: {e.strerror}",
             hint=f"use an address of this machine in {what}",
         ) from e
     sock.setblocking(False)
-    return sock
+    return Bound(sock, replace(address, port=sock.getsockname()[1]))
 
 
 class _Started:

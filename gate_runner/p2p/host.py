@@ -6,7 +6,6 @@ from __future__ import annotations
 
 __all__ = ("P2PHost", "StreamHandler")
 
-import errno
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +29,7 @@ from multiaddr import Multiaddr
 
 from gate_runner.errors import PermanentError, TransientError
 from gate_runner.identity import Identity, NodeId
+from gate_runner.listen import bind_socket
 from gate_runner.p2p import patches
 from gate_runner.p2p.frames import EndOfStream, FrameError
 from gate_runner.p2p.patches import _root_cause
@@ -80,20 +80,7 @@ def _check_port_free(text: str, family: socket.AddressFamily, host: str, port: i
     """
     if port == 0:
         return
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise TransientError(
-                    f"P2P listen address {text} is already in use",
-                    hint=f"stop the program using it, or change {_LISTEN_WHAT}",
-                ) from e
-            raise PermanentError(
-                f"cannot listen on {text}: {e.strerror}",
-                hint=f"use an address of this machine in {_LISTEN_WHAT}",
-            ) from e
+    bind_socket(family, host, port, shown=f"P2P listen address {text}", what=_LISTEN_WHAT).close()
 
 
 class _Notifee(INotifee):

@@ -98,22 +98,18 @@ class ApiComponent:
             sites=slice_.sites(),
             api_keys=_resolve_keys(slice_.api_keys),
         )
-        sock = bind_tcp(slice_.address, what="spec.listen.api")
+        sock, bound = bind_tcp(slice_.address, what="spec.listen.api")
         async with anyio.create_task_group() as tg:
             stop_serving = anyio.Event()
             await tg.start(self._serve, app, sock, stop_serving)
             self._live[name] = _Live(app, proxy, tg, stop_serving, ctx)
-            ctx.set_condition("Ready", True, "Listening", self._where(slice_.address, sock))
+            ctx.set_condition("Ready", True, "Listening", str(bound))
             task_status.started()
             try:
                 await ctx.stopping.wait()
             finally:
                 live = self._live.pop(name)
                 live.stop_serving.set()
-
-    @staticmethod
-    def _where(address: HostPort, sock: socket.socket) -> str:
-        return f"{address.host}:{sock.getsockname()[1]}"
 
     @staticmethod
     async def _serve(
@@ -143,14 +139,14 @@ class ApiComponent:
             return False  # the restart reports it
         if new.address != old.address:
             try:
-                sock = bind_tcp(new.address, what="spec.listen.api")
+                sock, bound = bind_tcp(new.address, what="spec.listen.api")
             except (TransientError, PermanentError):
                 return False  # the restart path retries and reports the bind error
             stop_new = anyio.Event()
             await live.task_group.start(self._serve, live.app, sock, stop_new)
             live.stop_serving.set()
             live.stop_serving = stop_new
-            live.ctx.set_condition("Ready", True, "Listening", self._where(new.address, sock))
+            live.ctx.set_condition("Ready", True, "Listening", str(bound))
         live.app.api_keys = keys
         live.app.sites = new.sites()
         return True

@@ -43,8 +43,8 @@ class ControlComponent:
     ) -> None:
         services = self._services
         security = slice_.security
-        sock = bind_tcp(slice_.address, what="spec.listen.control")
-        port = sock.getsockname()[1]
+        sock, bound = bind_tcp(slice_.address, what="spec.listen.control")
+        port = bound.port
         gatekeeper = Gatekeeper(
             token=services.control_token,
             bound_host=slice_.address.host,
@@ -64,14 +64,14 @@ class ControlComponent:
         tls = None
         if security.tls_cert is not None and security.tls_key is not None:
             tls = (security.tls_cert, security.tls_key)
-        where = f"{'https' if tls else 'http'}://{slice_.address.host}:{port}"
+        where = f"{'https' if tls else 'http'}://{bound}"
         if not slice_.address.loopback:
             log.warning(
                 "the control plane listens on %s, reachable from the network%s",
                 where,
                 "" if tls else " in clear text (control.insecure is set)",
             )
-        ctx.set_condition("Ready", True, "Listening", f"{slice_.address.host}:{port}")
+        ctx.set_condition("Ready", True, "Listening", str(bound))
         log.info("control server listening on %s", where)
         await serve_asgi(app, sock, stopping=ctx.stopping, tls=tls, task_status=task_status)
 
