@@ -24,8 +24,9 @@ from typing import Any
 from gate_runner.errors import SpecError
 from gate_runner.migrations.spec import CURRENT_VERSION, migrate
 from gate_runner.spec.envoverride import EnvOverride, apply_overrides, collect_overrides
+from gate_runner.spec.locator import Locator
 from gate_runner.spec.model import NodeSpec, RelaySpec, build_node_spec, build_relay_spec
-from gate_runner.spec.validate import Locator, document_kind, validate_document
+from gate_runner.spec.validate import document_kind, validate_document
 from gate_runner.spec.write import canonical_yaml, render_update
 from gate_runner.spec.yamlsafe import decode_text, parse_path, parse_yaml, read_limited
 

@@ -15,6 +15,7 @@ __all__ = (
     "DEFAULT_RELAY_DATA_DIR",
     "DEFAULT_RELAY_P2P",
     "DEFAULT_RELAY_TLS",
+    "HOSTPORT_HINT",
     "PROVIDER_TIMEOUTS",
     "AcmeSpec",
     "AllowRule",
@@ -73,6 +74,7 @@ DEFAULT_RELAY_TLS: Final = "0.0.0.0:443"
 DEFAULT_RELAY_P2P: Final = ("/ip4/0.0.0.0/tcp/41146",)
 DEFAULT_RELAY_CONTROL: Final = "127.0.0.1:8146"
 DEFAULT_RELAY_DATA_DIR: Final = "~/.local/share/gate-relay"
+HOSTPORT_HINT: Final = "write it as 127.0.0.1:8145, or [::1]:8145 for IPv6"
 
 
 @dataclass(frozen=True, slots=True)

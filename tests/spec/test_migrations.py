@@ -14,7 +14,8 @@ from gate_runner.migrations.spec.v1alpha1_to_v1 import upgrade
 
 from gate_runner.errors import SpecError
 from gate_runner.spec import NodeSpec, load_spec, load_spec_file, migrate_text
-from gate_runner.spec.validate import Locator, validate_document
+from gate_runner.spec.locator import Locator
+from gate_runner.spec.validate import validate_document
 
 BOB_HEX = "81b637d8fcd2c6da6359e6963113a1170de795e4b725b84d1e0b4cfd9ec58ce9"
 BOB = "12D3KooWJYhv7JADL8KbkHriZLZ3jpyzfJte4j658Z3KhEaN1sy2"
