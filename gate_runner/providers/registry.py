@@ -76,8 +76,9 @@ def _rank(entry: ProviderEntry) -> int:
 
 
 class ProviderRegistry:
-    """Owned by the node; provider and discovery components add and remove entries, the API
-    reads them. All access is from the one trio thread, so no locks."""
+    """Owned by the node; the provider, discovery and p2p components add and remove entries,
+    the router reads them and tunes their breakers. All access is from the one trio
+    thread, so no locks."""
 
     def __init__(
         self, *, models_ttl: float = 10.0, clock: Callable[[], float] = time.monotonic

@@ -145,8 +145,9 @@ def _json_usage(body: bytes) -> dict[str, int] | None:
 
 
 class Proxy:
-    """Forwards validated requests to the best provider. ``config`` is swapped in place when
-    routing or the node name change, so such edits restart nothing."""
+    """Forwards validated requests to the best provider. One per node, used by the api and
+    p2p components; ``configure`` takes each accepted spec's routing, name and limits in
+    place, so such edits restart nothing and drop no request."""
 
     def __init__(
         self,

@@ -76,4 +76,6 @@ class ControlComponent:
         await serve_asgi(app, sock, stopping=ctx.stopping, tls=tls, task_status=task_status)
 
     async def update(self, name: str, old: ControlSlice, new: ControlSlice) -> bool:
-        return False  # only the address is in the slice, and a new address needs a new socket
+        # A new address needs a new socket, and new TLS settings or origins a new gatekeeper
+        # (its login links and sessions go with it): restart for any change.
+        return False
