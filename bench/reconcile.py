@@ -62,7 +62,7 @@ async def main(directory, name):
 anyio.run(main, sys.argv[1], sys.argv[2], backend="trio")
 """
 
-# What `gate up` imports before it serves (cli/main.py cmd_up, plus anyio's trio backend).
+# What `gate up` imports before it serves (cli/node.py cmd_up, plus anyio's trio backend).
 IMPORT_ONLY = (
     "import anyio._backends._trio, gate_runner.cli.main, gate_runner.logs, "
     "gate_runner.reconcile.node"

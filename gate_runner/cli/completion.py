@@ -3,10 +3,36 @@ they never fall out of step with the commands."""
 
 from __future__ import annotations
 
-__all__ = ("script",)
+__all__ = ("register", "script")
 
 import argparse
+import sys
 from collections.abc import Iterator
+from functools import partial
+
+from gate_runner.cli.command import EXIT_OK, Subparsers, add
+
+
+def register(sub: Subparsers, *, root: argparse.ArgumentParser) -> None:
+    """Add `gate completion`, which prints the script for ``root``, the whole `gate` parser."""
+    completion = add(
+        sub,
+        "completion",
+        partial(_run, root),
+        "print a shell completion script",
+        [
+            "gate completion bash > ~/.local/share/bash-completion/completions/gate",
+            "gate completion zsh > ~/.zfunc/_gate    # with fpath+=~/.zfunc",
+            "gate completion fish > ~/.config/fish/completions/gate.fish",
+        ],
+        (),
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "fish"])
+
+
+def _run(root: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    sys.stdout.write(script(root, args.shell))
+    return EXIT_OK
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -1,561 +1,358 @@
-"""What `gate init` builds, without asking anything: the draft spec (every answer checked by the
-spec loader's own rules), where the key comes from, the engine probe, and the commented YAML.
-"""
+"""The interactive `gate init` in a terminal: each step asked, checked and re-asked when bad,
+the engine probe shown as it runs, and the YAML reviewed before anything is written."""
 
 from __future__ import annotations
 
-__all__ = (
-    "PROBE_TIMEOUT",
-    "BadAnswer",
-    "Draft",
-    "KeyPlan",
-    "Peer",
-    "Probe",
-    "Provider",
-    "check_name",
-    "check_dir",
-    "default_name",
-    "initial_draft",
-    "plan_existing",
-    "plan_import",
-    "plan_key",
-    "plan_new",
-    "probe_all",
-    "render",
-    "spec_data_dir",
-    "split_list",
-)
+__all__ = ("Declined", "Wizard", "scan")
 
+import argparse
+import itertools
 import os
-import re
-import socket
-import textwrap
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from functools import cache
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, TextIO, TypeVar
 
 import anyio
-import httpx
-import yaml
 
-from gate_runner.errors import GateError, SpecError, SpecIssue
-from gate_runner.identity import Identity
-from gate_runner.spec import canonical_yaml, load_spec
-from gate_runner.spec.model import (
-    DEFAULT_API,
-    DEFAULT_CONTROL,
-    DEFAULT_DATA_DIR,
-    DEFAULT_DISCOVERY_TARGETS,
-    DEFAULT_KEY_FILE,
-    DEFAULT_P2P,
+from gate_runner.cli.draft import (
+    TRUST_MODES,
+    BadAnswer,
+    Draft,
+    KeyPlan,
+    Peer,
+    Probe,
+    Provider,
+    check_dir,
+    check_name,
+    pin_found,
+    plan_existing,
+    plan_import,
+    plan_key,
+    probe_all,
+    render,
+    spec_data_dir,
+    split_list,
 )
-from gate_runner.spec.validate import load_schema
+from gate_runner.errors import GateError
+from gate_runner.identity import normalise_peer_id
 
-API_VERSION: Final = "gate.hellas.ai/v1"
-DISCOVERY_INTERVAL: Final = "30s"
-# Probes are a one-off at setup: an engine that has not answered in 2 s (the discovery
-# component's own probe timeout) is reported as absent rather than making the user wait.
-PROBE_TIMEOUT: Final = 2.0
-_CONNECT_TIMEOUT: Final = 1.0
-# An Ed25519 PKCS#8 PEM is 119 bytes; a bigger file is not read whole (identity/keys.py agrees).
-_MAX_PEM: Final = 64 * 1024
-_SHOWN_MODELS: Final = 3
+_STEPS: Final = 6
+_SPINNER: Final = "|/-\\"
+_CLEAR_LINE: Final = "\r\x1b[K"
 
+T = TypeVar("T")
 
-class BadAnswer(ValueError):
-    """Raised when one answer (a prompt's or a flag's value) cannot be used; says why and how."""
 
+class Declined(GateError):
+    """Raised when the answer at the review is no: nothing is written; the command exits 1."""
 
-# --- the pieces of a draft ----------------------------------------------------------------------
 
+def scan(targets: Sequence[Provider], out: TextIO) -> list[Probe]:
+    """Probe the targets at once: a spinner while waiting on a terminal, a line per result."""
+    tty = out.isatty()
 
-@dataclass(frozen=True, slots=True)
-class Provider:
-    """A static provider or a discovery target; ``location`` is the URL (the GGUF path for
-    llamacpp)."""
+    async def scan_all() -> list[Probe]:
+        pending = [t.name for t in targets]
 
-    name: str
-    kind: str  # "ollama" | "openai" | "llamacpp"
-    location: str
+        def show(probe: Probe) -> None:
+            pending.remove(probe.target.name)
+            out.write(f"{_CLEAR_LINE if tty else ''}  {probe.line()}\n")
+            out.flush()
 
-    def to_dict(self) -> dict[str, str]:
-        key = "model" if self.kind == "llamacpp" else "url"
-        return {"name": self.name, "kind": self.kind, key: self.location}
-
-    @classmethod
-    def parse(
-        cls, text: str, *, kinds: Sequence[str] = ("ollama", "openai", "llamacpp")
-    ) -> Provider:
-        """``[NAME=]KIND,URL`` (``KIND,PATH`` for llamacpp); the name defaults to the kind."""
-        head, sep, tail = text.strip().partition("=")
-        # An "=" after the first comma belongs to the URL (a query string), not to a name.
-        name, rest = (head, tail) if sep and "," not in head else ("", text.strip())
-        kind, comma, location = (part.strip() for part in rest.partition(","))
-        if not comma or not kind or not location:
-            raise BadAnswer(
-                f"{text!r} is not [NAME=]KIND,URL (e.g. lmstudio=openai,http://127.0.0.1:1234/v1)"
-            )
-        if kind not in kinds:
-            raise BadAnswer(f"unknown kind {kind!r} in {text!r} (kinds: {', '.join(kinds)})")
-        return cls(name=name.strip() or kind, kind=kind, location=location)
-
-
-DEFAULT_TARGETS: Final = tuple(Provider(t.name, t.kind, t.url) for t in DEFAULT_DISCOVERY_TARGETS)
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """A friend's node: a local name, its id and the multiaddrs to dial it at."""
-
-    name: str
-    id: str  # the 12D3KooW... form once checked
-    addrs: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": self.name, "id": self.id}
-        if self.addrs:
-            entry["addrs"] = list(self.addrs)
-        return entry
-
-    @classmethod
-    def parse(cls, text: str) -> Peer:
-        """``NAME=ID[@ADDR[,ADDR...]]``; only the syntax is checked here."""
-        name, sep, rest = text.strip().partition("=")
-        peer_id, _, addrs = rest.partition("@")
-        if not sep or not name.strip() or not peer_id.strip():
-            raise BadAnswer(f"{text!r} is not NAME=ID[@ADDR,...] (e.g. bob=12D3KooW...)")
-        return cls(name.strip(), peer_id.strip(), split_list(addrs))
-
-
-def split_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-@dataclass(frozen=True, slots=True)
-class KeyPlan:
-    """Where the node's key comes from; ``writes`` says whether `gate init` saves it to ``path``."""
-
-    identity: Identity
-    source: Literal["new", "import", "existing"]
-    path: Path  # the key file: to be written, or already there
-    key_file: str  # spec.identity.keyFile: "identity.pem" in dataDir, else an absolute path
-
-    @property
-    def writes(self) -> bool:
-        return self.source != "existing"
-
-    @property
-    def peer_id(self) -> str:
-        return self.identity.node_id.peer_id
-
-
-def _default_key_path(data_dir: Path) -> Path:
-    return data_dir / DEFAULT_KEY_FILE
-
-
-def _load_key(path: Path) -> Identity:
-    try:
-        return Identity.load(path)
-    except GateError as e:
-        raise BadAnswer(str(e)) from e
-
-
-def plan_new(data_dir: Path) -> KeyPlan:
-    path = _default_key_path(data_dir)
-    if os.path.lexists(path):
-        raise BadAnswer(
-            f"{path} already holds a key: keep it, or choose another data directory "
-            "(a key is never overwritten; it is the node's identity)"
-        )
-    return KeyPlan(Identity.generate(), "new", path, DEFAULT_KEY_FILE)
-
-
-def plan_key(data_dir: Path) -> KeyPlan:
-    """The default: keep the key the data directory already holds, else generate one."""
-    path = _default_key_path(data_dir)
-    if os.path.lexists(path):
-        return KeyPlan(_load_key(path), "existing", path, DEFAULT_KEY_FILE)
-    return plan_new(data_dir)
-
-
-def plan_import(pem: Path, data_dir: Path) -> KeyPlan:
-    """Copy the key in ``pem`` (PKCS#8 Ed25519) into dataDir/identity.pem at write time."""
-    pem = pem.expanduser()
-    try:
-        with pem.open("rb") as f:
-            data = f.read(_MAX_PEM + 1)
-    except OSError as e:
-        raise BadAnswer(f"cannot read {pem}: {e.strerror}") from e
-    if len(data) > _MAX_PEM:
-        raise BadAnswer(f"{pem} is too large to be a key file")
-    try:
-        identity = Identity.from_pem(data)
-    except GateError as e:
-        raise BadAnswer(f"{pem}: {e}") from e
-    path = _default_key_path(data_dir)
-    if os.path.lexists(path):
-        held = _load_key(path)
-        if held.node_id != identity.node_id:
-            raise BadAnswer(
-                f"{path} already holds another key (peer id {held.node_id.peer_id}): "
-                "move it away first, or choose another data directory"
-            )
-        return KeyPlan(held, "existing", path, DEFAULT_KEY_FILE)
-    return KeyPlan(identity, "import", path, DEFAULT_KEY_FILE)
-
-
-def plan_existing(key: Path, data_dir: Path) -> KeyPlan:
-    """Use the key file where it is; spec.identity.keyFile then names it by absolute path."""
-    path = Path(os.path.abspath(key.expanduser()))
-    identity = _load_key(path)
-    default = Path(os.path.abspath(_default_key_path(data_dir)))
-    return KeyPlan(identity, "existing", path, DEFAULT_KEY_FILE if path == default else str(path))
-
-
-# --- names and paths ----------------------------------------------------------------------------
-
-
-@cache
-def _name_rule() -> tuple[re.Pattern[str], str]:
-    rule = load_schema("Node")["$defs"]["name"]
-    return re.compile(rule["pattern"]), str(rule["description"])
-
-
-def check_name(text: str) -> str:
-    """``text`` if it is a valid node, peer or provider name (the schema's pattern)."""
-    pattern, description = _name_rule()
-    if not pattern.fullmatch(text):
-        rule = description.removeprefix("A DNS-label-like name: ")
-        raise BadAnswer(f"{text!r} is not a valid name: {rule}")
-    return text
-
-
-def default_name() -> str:
-    """This machine's host name made into a valid node name, or ``my-node``."""
-    host = socket.gethostname().split(".")[0].lower()
-    name = re.sub(r"[^a-z0-9-]+", "-", host).strip("-")[:63].strip("-")
-    try:
-        return check_name(name)
-    except BadAnswer:
-        return "my-node"
-
-
-def spec_data_dir(text: str) -> str:
-    """How a data directory answer is written: ``~/...`` kept, anything else made absolute,
-    since the spec reads a relative dataDir from the file's directory, not the shell's."""
-    text = text.strip()
-    if not text:
-        raise BadAnswer("the data directory must not be empty")
-    return text if text.startswith("~") else os.path.abspath(text)
-
-
-def check_dir(path: Path, *, what: str) -> None:
-    """That ``path`` is a directory this user can write in, or could create."""
-    ancestor = path
-    while not ancestor.exists() and ancestor.parent != ancestor:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        if ancestor == path:
-            raise BadAnswer(f"{what} {path} is not a directory")
-        raise BadAnswer(f"cannot create {what} {path}: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise BadAnswer(f"cannot write {what} {path}: {ancestor} is not writable by this user")
-
-
-# --- the draft ----------------------------------------------------------------------------------
-
-
-def _say(issue: SpecIssue) -> str:
-    return f"{issue.message} ({issue.hint})" if issue.hint else issue.message
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """The answers so far; ``checked`` is the only way a changed draft is accepted."""
-
-    name: str
-    data_dir: str  # as written in the spec: "~/..." or absolute
-    key: KeyPlan | None = None
-    listen_api: str = DEFAULT_API
-    api_key_envs: tuple[str, ...] = ()
-    discovery: bool = True
-    targets: tuple[Provider, ...] = DEFAULT_TARGETS
-    static: tuple[Provider, ...] = ()
-    peers: tuple[Peer, ...] = ()
-    trust: str = "friends"
-    trusted: tuple[str, ...] = ()  # names of peers that may use this node (trust.allow)
-    relays: tuple[str, ...] = ()
-    acme_email: str | None = None
-    acme_directory: str | None = None
-
-    @property
-    def data_path(self) -> Path:
-        return Path(self.data_dir).expanduser()
-
-    def checked(self, **changes: Any) -> Draft:
-        """This draft with ``changes``, if the spec loader accepts the result (peer ids and
-        addresses come back in their canonical forms); else BadAnswer naming each problem."""
-        draft = replace(self, **changes)
-        try:
-            loaded = load_spec(canonical_yaml(draft.document()), env={}, expect_kind="Node")
-        except SpecError as e:
-            raise BadAnswer("; ".join(_say(issue) for issue in e.issues)) from None
-        spec = loaded.document["spec"]
-        return replace(
-            draft,
-            peers=tuple(Peer(p["name"], p["id"], tuple(p.get("addrs", ()))) for p in spec["peers"]),
-            relays=tuple(spec["endpoints"]["public"]["relays"]),
-        )
-
-    def trusts(self, name: str) -> bool:
-        """Whether the peer may use this node: a rule in friends mode, anyone in public."""
-        return self.trust == "public" or (self.trust == "friends" and name in self.trusted)
-
-    def document(self) -> dict[str, Any]:
-        listen: dict[str, Any] = {
-            "p2p": list(DEFAULT_P2P),
-            "api": self.listen_api,
-            "control": DEFAULT_CONTROL,
-        }
-        if self.api_key_envs:
-            listen["apiKeys"] = list(self.api_key_envs)
-        discovery: dict[str, Any] = {"enabled": self.discovery, "interval": DISCOVERY_INTERVAL}
-        if self.targets != DEFAULT_TARGETS:
-            discovery["targets"] = [
-                {"name": t.name, "kind": t.kind, "url": t.location} for t in self.targets
-            ]
-        public: dict[str, Any] = {"enabled": bool(self.relays), "relays": list(self.relays)}
-        acme = {"email": self.acme_email, "directory": self.acme_directory}
-        if any(acme.values()):
-            public["acme"] = {k: v for k, v in acme.items() if v}
-        return {
-            "apiVersion": API_VERSION,
-            "kind": "Node",
-            "metadata": {"name": self.name},
-            "spec": {
-                "identity": {"keyFile": self.key.key_file if self.key else DEFAULT_KEY_FILE},
-                "dataDir": self.data_dir,
-                "listen": listen,
-                "providers": {
-                    "discovery": discovery,
-                    "static": [p.to_dict() for p in self.static],
-                },
-                "peers": [p.to_dict() for p in self.peers],
-                "trust": {"mode": self.trust}
-                | ({"allow": [{"peer": n} for n in self.trusted]} if self.trusted else {}),
-                "endpoints": {"public": public},
-            },
-        }
-
-
-def initial_draft() -> Draft:
-    return Draft(name=default_name(), data_dir=DEFAULT_DATA_DIR)
-
-
-# --- probing for engines ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """What answered at one discovery target: its models, or why nothing did."""
-
-    target: Provider
-    models: tuple[str, ...] | None  # None: no engine there
-    detail: str  # the engine (e.g. "Ollama 0.6.8"), or why it did not answer
-
-    @property
-    def found(self) -> bool:
-        return self.models is not None
-
-    def line(self) -> str:
-        where = f"{self.target.name} at {self.target.location}"
-        if self.models is None:
-            return f"{where}: nothing there ({self.detail})"
-        count = len(self.models)
-        shown = ", ".join(self.models[:_SHOWN_MODELS]) + (", ..." if count > _SHOWN_MODELS else "")
-        models = f"{count} model{'' if count == 1 else 's'}" + (f" ({shown})" if count else "")
-        return f"{where}: found {self.detail} with {models}"
-
-
-async def _get_json(client: httpx.AsyncClient, url: str) -> Any:
-    response = await client.get(url)
-    response.raise_for_status()
-    return response.json()
-
-
-async def _probe_one(client: httpx.AsyncClient, target: Provider) -> Probe:
-    base = target.location.rstrip("/")
-    try:
-        with anyio.fail_after(PROBE_TIMEOUT):
-            if target.kind == "ollama":
-                tags = await _get_json(client, f"{base}/api/tags")
-                models = tuple(str(m["name"]) for m in tags["models"])
-                try:
-                    version = (await _get_json(client, f"{base}/api/version"))["version"]
-                    detail = f"Ollama {version}"
-                except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                    detail = "Ollama"  # the model list is what matters; old builds lack this
-            else:
-                listing = await _get_json(client, f"{base}/models")
-                models = tuple(str(m["id"]) for m in listing["data"])
-                detail = "an OpenAI-compatible server"
-    except (TimeoutError, httpx.TimeoutException):
-        return Probe(target, None, f"no answer within {PROBE_TIMEOUT:g}s")
-    except httpx.ConnectError:
-        return Probe(target, None, "connection refused")
-    except httpx.HTTPStatusError as e:
-        return Probe(target, None, f"HTTP {e.response.status_code} from {e.request.url.path}")
-    except httpx.HTTPError as e:
-        return Probe(target, None, str(e) or type(e).__name__)
-    except (ValueError, KeyError, TypeError):
-        engine = "Ollama" if target.kind == "ollama" else "an OpenAI-compatible server"
-        return Probe(target, None, f"something answered, but not as {engine} does")
-    return Probe(target, models, detail)
-
-
-async def probe_all(
-    targets: Iterable[Provider], *, on_result: Callable[[Probe], None] | None = None
-) -> list[Probe]:
-    """Probe every target at once; ``on_result`` sees each as it finishes. In target order."""
-    targets = list(targets)
-    results: dict[int, Probe] = {}
-    timeout = httpx.Timeout(PROBE_TIMEOUT, connect=_CONNECT_TIMEOUT)
-
-    async def one(index: int, target: Provider, client: httpx.AsyncClient) -> None:
-        results[index] = probe = await _probe_one(client, target)
-        if on_result is not None:
-            on_result(probe)
-
-    # trust_env=False: a proxy from the environment must not answer for 127.0.0.1.
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
         async with anyio.create_task_group() as tg:
-            for index, target in enumerate(targets):
-                tg.start_soon(one, index, target, client)
-    return [results[i] for i in range(len(targets))]
+            if tty:
+                tg.start_soon(_spin, out, pending)
+            probes = await probe_all(targets, on_result=show)
+            tg.cancel_scope.cancel()
+        if tty:
+            out.write(_CLEAR_LINE)
+            out.flush()
+        return probes
+
+    return anyio.run(scan_all, backend="trio")
 
 
-# --- the YAML -----------------------------------------------------------------------------------
+async def _spin(out: TextIO, pending: list[str]) -> None:
+    for frame in itertools.cycle(_SPINNER):
+        if pending:
+            out.write(f"{_CLEAR_LINE}  {frame} probing {', '.join(pending)}")
+            out.flush()
+        await anyio.sleep(0.1)
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style with list items indented under their key, as gate.yaml.example writes them."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _block(key: str, value: Any, *, indent: int = 0) -> str:
-    text = yaml.dump(
-        {key: value},
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        width=4096,
-    )
-    return textwrap.indent(text, " " * indent)
+def _parse_mode(answer: str) -> str:
+    matches = [m for m in TRUST_MODES if m.startswith(answer.strip().lower())] if answer else []
+    if len(matches) != 1:
+        raise BadAnswer(f"{answer!r}: answer private, friends or public")
+    return matches[0]
 
 
-def _comment(text: str, *, indent: int = 2) -> str:
-    """``text`` as comment lines: paragraphs (split at blank lines) filled to 96 columns."""
-    paragraphs = textwrap.dedent(text).strip().split("\n\n")
-    width = 96 - indent - 2
-    lines: list[str] = []
-    for i, paragraph in enumerate(paragraphs):
-        if i:
-            lines.append("")
-        # A `command` stays on one line: its spaces are hidden from the wrapper.
-        text = re.sub(r"`[^`]*`", lambda m: m[0].replace(" ", "\0"), " ".join(paragraph.split()))
-        wrapped = textwrap.wrap(text, width=width, break_on_hyphens=False)
-        lines.extend(line.replace("\0", " ") for line in wrapped)
-    pad = " " * indent
-    return "".join(f"{pad}# {line}\n" if line else f"{pad}#\n" for line in lines)
+class Wizard:
+    """The interactive steps. Each answer is checked as it is given and re-asked when bad;
+    the flags' values are the defaults."""
 
+    def __init__(self, args: argparse.Namespace, *, out: TextIO) -> None:
+        self.args = args
+        self.out = out
 
-def render(draft: Draft, *, spec_file: str) -> str:
-    """The commented gate.yaml for ``draft``; raises SpecError if it would not load (a bug)."""
-    doc = draft.document()
-    spec = doc["spec"]
-    peer_id = draft.key.peer_id if draft.key else "made by `gate up` on first start"
-    api = spec["listen"]["api"]
-    parts = [
-        _comment(
-            f"""
-            Gate node spec, written by `gate init`.
+    # -- asking --
 
-            Start the node with `gate up -f {spec_file}`. It reloads this file when it changes;
-            a bad edit is rejected and the running spec stays (see `gate status`). Check an
-            edit first with `gate validate -f {spec_file}`. Every setting, with its default, is
-            described in gate.yaml.example and in the JSON Schema schema/node.v1.json.
-            """,
-            indent=0,
-        ),
-        "\n",
-        _block("apiVersion", doc["apiVersion"]),
-        _block("kind", doc["kind"]),
-        _comment("This node's name as peers see it.", indent=0),
-        _block("metadata", doc["metadata"]),
-        "\nspec:\n",
-        _comment(
-            f"""
-            The node's Ed25519 key, peer id {peer_id}.
-            Relative to dataDir unless absolute. Back it up: a new key is a new node to peers.
-            """
-        ),
-        _block("identity", spec["identity"], indent=2),
-        "\n",
-        _comment(
-            "Where the key, control.token, state.db (spec history, request log) and certs/ live."
-        ),
-        _block("dataDir", spec["dataDir"], indent=2),
-        "\n",
-        _comment(
-            f"""
-            p2p: connections from peers and relays. api: the OpenAI-compatible API; point clients
-            at http://{api}/v1. control: `gate status`, `gate ui` and /metrics (with the token
-            in dataDir/control.token).
-            """
-        ),
-        _block("listen", spec["listen"], indent=2),
-        "\n",
-        _comment(
-            """
-            Local engines. Discovery probes its targets every interval and uses what answers;
-            static providers are always used. Kinds: ollama (the native API), openai (any
-            OpenAI-compatible server, url ending in /v1), llamacpp (a GGUF file given as model,
-            with the llamacpp extra).
-            """
-        ),
-        _block("providers", spec["providers"], indent=2),
-        "\n",
-        _comment(
-            """
-            Friends' nodes, by a local name. A friend's id is what `gate id show` prints on their
-            node. addrs are optional: a peer without them can still dial in. Add one later with
-            `gate peers add NAME ID --addr MULTIADDR`.
-            """
-        ),
-        _block("peers", spec["peers"], indent=2),
-        "\n",
-        _comment(
-            """
-            Who may use this node's engines. private: nobody. friends: the peers named in
-            allow; the other peers above can be used, but may not use this node. public: any
-            peer that connects. A rule may narrow models (globs) and set rateLimit.
-            """
-        ),
-        _block("trust", spec["trust"], indent=2),
-        "\n",
-        _comment(
-            """
-            A public HTTPS name, https://<this node's label>.<relay domain>, through relays that
-            forward TLS they cannot read. It needs relay multiaddrs ending in /p2p/<relay id>.
-            """
-        ),
-        _block("endpoints", spec["endpoints"], indent=2),
-    ]
-    text = "".join(parts)
-    load_spec(text, source=spec_file, env={}, expect_kind="Node")
-    return text
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def ask(self, question: str, default: str = "") -> str:
+        shown = f" [{default}]" if default else ""
+        answer = input(f"{question}{shown}: ").strip()
+        return answer or default
+
+    def ask_valid(self, question: str, default: str, parse: Callable[[str], T]) -> T:
+        while True:
+            try:
+                return parse(self.ask(question, default))
+            except BadAnswer as e:
+                self.say(f"  {e}")
+
+    def confirm(self, question: str, default: bool) -> bool:
+        while True:
+            answer = input(f"{question} [{'Y/n' if default else 'y/N'}]: ").strip().lower()
+            if not answer:
+                return default
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("n", "no"):
+                return False
+            self.say("  answer y or n")
+
+    def choose(self, question: str, choices: Mapping[str, str], default: str) -> str:
+        for number, text in choices.items():
+            self.say(f"  {number}) {text}")
+        while True:
+            answer = self.ask(question, default)
+            if answer in choices:
+                return answer
+            self.say(f"  answer {', '.join(list(choices)[:-1])} or {list(choices)[-1]}")
+
+    def step(self, number: int, title: str) -> None:
+        self.say()
+        self.say(f"[{number}/{_STEPS}] {title}")
+
+    # -- the steps --
+
+    def run(self, draft: Draft) -> tuple[Draft, str]:
+        self.say("Gate setup")
+        self.say(
+            f"This writes {self.args.file}, the spec of a Gate node: it serves your local\n"
+            "inference engines to you and to your friends' nodes. Press Enter to take the\n"
+            "[default]. Nothing is written before the review at the end; Ctrl-C quits."
+        )
+        draft = self.node(draft)
+        draft = self.identity(draft)
+        draft = self.engines(draft)
+        draft = self.trust(draft)
+        draft = self.public(draft)
+        return draft, self.review(draft)
+
+    def node(self, draft: Draft) -> Draft:
+        self.step(1, "Node")
+
+        def name(answer: str) -> Draft:
+            return draft.checked(name=check_name(answer))
+
+        draft = self.ask_valid("Node name, as peers see it", draft.name, name)
+        self.say("The data directory holds the key, the request log and the spec history.")
+
+        def data_dir(answer: str) -> Draft:
+            text = spec_data_dir(answer)
+            check_dir(Path(text).expanduser(), what="the data directory")
+            return draft.checked(data_dir=text)
+
+        return self.ask_valid("Data directory", draft.data_dir, data_dir)
+
+    def identity(self, draft: Draft) -> Draft:
+        self.step(2, "Identity")
+        self.say("The node's Ed25519 key. Peers know this node by the id derived from it.")
+        held = draft.data_path / "identity.pem"
+        first = (
+            f"keep the key already in {held}"
+            if os.path.lexists(held)
+            else f"generate a new key (saved 0600 as {held})"
+        )
+        choices = {
+            "1": first,
+            "2": "import a PEM key file (PKCS#8 Ed25519, e.g. from `gate id export`)",
+            "3": "use an existing key file where it is",
+        }
+        defaults = {"2": self.args.import_key or "", "3": self.args.key_file or ""}
+        default = "2" if self.args.import_key else "3" if self.args.key_file else "1"
+        plans: dict[str, Callable[[str], KeyPlan]] = {
+            "1": lambda _: plan_key(draft.data_path),
+            "2": lambda answer: plan_import(Path(answer), draft.data_path),
+            "3": lambda answer: plan_existing(Path(answer), draft.data_path),
+        }
+        questions = {"2": "PEM file to import", "3": "Key file"}
+        key: KeyPlan | None = None
+        while key is None:
+            choice = self.choose("Identity", choices, default)
+            answer = ""
+            if choice in questions:
+                answer = self.ask(f"{questions[choice]} (empty: back)", defaults[choice])
+                if not answer:
+                    continue
+            try:
+                key = plans[choice](answer)
+            except BadAnswer as e:
+                self.say(f"  {e}")
+                defaults[choice] = ""  # a preset that failed is no longer offered
+                default = choice
+        draft = draft.checked(key=key)
+        when = f"; {key.path} is written when you confirm" if key.writes else ""
+        self.say(f"  peer id {key.peer_id}{when}")
+        return draft
+
+    def engines(self, draft: Draft) -> Draft:
+        self.step(3, "Engines")
+        self.say("Looking for engines on this machine:")
+        probes = scan(draft.targets, self.out)
+        found = [p.target.name for p in probes if p.found]
+        if not found:
+            self.say(
+                "No engine answered. Start Ollama or LM Studio: with discovery on, the node\n"
+                "finds it within 30s."
+            )
+        keep = self.confirm(
+            "Keep discovery on (the node probes these every 30s and uses what answers)?",
+            draft.discovery,
+        )
+        draft = draft.checked(discovery=keep)
+        if found and self.confirm(
+            f"Pin {', '.join(found)} as static provider(s), used even with discovery off?",
+            self.args.pin_discovered or not keep,
+        ):
+            try:
+                draft = pin_found(draft, probes)
+            except BadAnswer as e:
+                self.say(f"  {e}")
+        for p in draft.static:
+            self.say(f"  static provider {p.name}: {p.kind} at {p.location}")
+        self.say(
+            "Add an engine by hand as [NAME=]KIND,URL, e.g. lmstudio=openai,http://127.0.0.1:1234/v1\n"
+            "(kinds: ollama, openai; llamacpp takes a GGUF path instead of a URL)."
+        )
+        while answer := self.ask("Another engine (empty when done)"):
+            try:
+                draft = draft.checked(static=(*draft.static, Provider.parse(answer)))
+            except BadAnswer as e:
+                self.say(f"  {e}")
+        return draft
+
+    def trust(self, draft: Draft) -> Draft:
+        self.step(4, "Trust and peers")
+        self.say("Who may use this node's engines?")
+        self.say("  private  nobody but you")
+        self.say("  friends  the peers you list next and say yes to")
+        self.say("  public   any peer that connects")
+        mode = self.ask_valid("Trust mode", draft.trust, _parse_mode)
+        draft = draft.checked(trust=mode)
+        self.say(
+            "Peers are friends' nodes: a local name, and the id their node prints with\n"
+            "`gate id show`. Their engines are then reachable as model@<peer name>.\n"
+            "Using a friend's engines and letting the friend use yours are two choices."
+        )
+        for peer in draft.peers:
+            shares = ", may use this node" if draft.trusts(peer.name) else ""
+            self.say(f"  {peer.name}  {peer.id}  (from the command line{shares})")
+        while name := self.ask("Peer name (empty when done)"):
+            try:
+                check_name(name)
+                if any(p.name == name for p in draft.peers):
+                    raise BadAnswer(f"{name!r} is already a peer")
+            except BadAnswer as e:
+                self.say(f"  {e}")
+                continue
+            draft = self.peer(draft, name)
+        return draft
+
+    def peer(self, draft: Draft, name: str) -> Draft:
+        peer_id = self.ask_valid(f"  {name}'s id", "", self._peer_id(draft))
+
+        def addrs(answer: str) -> Draft:
+            peer = Peer(name, peer_id, split_list(answer))
+            return draft.checked(peers=(*draft.peers, peer))
+
+        added = self.ask_valid(
+            f"  {name}'s multiaddrs, comma-separated (empty: {name} dials in)", "", addrs
+        )
+        if added.trust == "friends" and self.confirm(
+            f"  May {name} use this node's engines?", False
+        ):
+            added = added.checked(trusted=(*added.trusted, name))
+        shares = "may use this node" if added.trusts(name) else "may not use this node"
+        self.say(f"  added {name} ({peer_id}); {name} {shares}")
+        return added
+
+    @staticmethod
+    def _peer_id(draft: Draft) -> Callable[[str], str]:
+        def parse(answer: str) -> str:
+            if not answer:
+                raise BadAnswer("the id is needed: ask your friend for `gate id show`")
+            try:
+                peer_id = normalise_peer_id(answer)
+            except ValueError as e:
+                raise BadAnswer(str(e)) from None
+            if draft.key is not None and peer_id == draft.key.peer_id:
+                raise BadAnswer("that is this node's own id")
+            for peer in draft.peers:
+                if peer.id == peer_id:
+                    raise BadAnswer(f"that is the id of {peer.name}, already a peer")
+            return peer_id
+
+        return parse
+
+    def public(self, draft: Draft) -> Draft:
+        self.step(5, "Public endpoint (optional)")
+        self.say(
+            "A public HTTPS name for this node, through relays that forward TLS they cannot\n"
+            "read; the certificate is ordered by this node. It needs a relay's multiaddr."
+        )
+        if not self.confirm("Publish this node through a relay?", bool(draft.relays)):
+            return draft.checked(relays=(), acme_email=None, acme_directory=None)
+        for relay in draft.relays:
+            self.say(f"  relay {relay}  (from --public-relay)")
+        while True:
+            first = not draft.relays
+            question = (
+                "Relay multiaddr, ending in /p2p/<relay id>"
+                if first
+                else "Another relay (empty when done)"
+            )
+            answer = self.ask(question)
+            if not answer:
+                if first:
+                    self.say("  no relay given: the public endpoint stays off")
+                    return draft.checked(relays=(), acme_email=None, acme_directory=None)
+                break
+            try:
+                draft = draft.checked(relays=(*draft.relays, answer))
+            except BadAnswer as e:
+                self.say(f"  {e}")
+
+        def email(answer: str) -> Draft:
+            return draft.checked(acme_email=answer or None)
+
+        return self.ask_valid(
+            "ACME contact email for certificate notices (optional)",
+            draft.acme_email or "",
+            email,
+        )
+
+    def review(self, draft: Draft) -> str:
+        self.step(6, "Review")
+        text = render(draft, spec_file=self.args.file)
+        self.say(f"--- {self.args.file}")
+        self.out.write(text)
+        self.say("---")
+        key = draft.key
+        also = f" and the key {key.path}" if key is not None and key.writes else ""
+        if not self.args.yes and not self.confirm(f"Write {self.args.file}{also}?", False):
+            raise Declined("nothing written")
+        return text

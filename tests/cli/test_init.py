@@ -11,8 +11,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from gate_runner.cli.draft import default_name
 from gate_runner.cli.main import main
-from gate_runner.cli.wizard import default_name
 from gate_runner.identity import Identity
 from gate_runner.spec import NodeSpec, load_spec_file
 from tests.cli.conftest import MODELS, Gate, node_id

@@ -27,17 +27,19 @@ from typing import Any
 from gate_runner import __version__
 from gate_runner.events import EVENT_TYPES
 
-# -- error codes: JSON-RPC's own, then ours in the server range, each with its data in ERRORS
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-SPEC_INVALID = -32000
-CONFLICT = -32001
-GATE_ERROR = -32002
-NEEDS_WEBSOCKET = -32003
+# -- error codes: JSON-RPC's own, then ours in the server range, each with its data in ERRORS.
+# They live in wire/jsonrpc.py, which the CLI imports without loading this package.
+from gate_runner.wire.jsonrpc import (
+    CONFLICT,
+    GATE_ERROR,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    NEEDS_WEBSOCKET,
+    PARSE_ERROR,
+    SPEC_INVALID,
+)
 
 # -- building blocks ----------------------------------------------------------------------
 
