@@ -32,29 +32,16 @@ _OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d
 
 # Request fields passed to llama-cpp-python under the same name; the others are either
 # translated below, refused with a 400, or have no meaning in-process (user, stream_options).
+_SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 _CHAT_OPTIONS = (
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
+    *_SAMPLING,
     "tools",
     "tool_choice",
     "response_format",
     "functions",
     "function_call",
 )
-_COMPLETION_OPTIONS = (
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "echo",
-    "suffix",
-)
+_COMPLETION_OPTIONS = (*_SAMPLING, "echo", "suffix")
 
 
 # --- requests ------------------------------------------------------------------------------
