@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 __all__ = (
-    "OPERATIONS",
     "Backend",
     "Body",
     "Health",
@@ -24,7 +23,6 @@ from typing import Any, Protocol
 
 from gate_runner.httpclient import AbortSignal
 from gate_runner.wire.openai import (
-    OPERATIONS,
     ChatRequest,
     CompletionRequest,
     EmbeddingsRequest,

@@ -9,7 +9,6 @@ __all__ = (
     "ENDPOINTS",
     "ENDPOINT_BY_PATH",
     "NO_PROVIDER_HINT",
-    "OPERATIONS",
     "RETRYABLE_STATUS",
     "ChatRequest",
     "CompletionRequest",
@@ -34,7 +33,6 @@ from gate_runner.errors import GateError
 CHAT_ROLES = ("system", "user", "assistant", "tool", "developer")
 
 Operation = Literal["chat", "completions", "embeddings"]
-OPERATIONS: Final[tuple[Operation, ...]] = ("chat", "completions", "embeddings")
 # Statuses that mean "this target cannot answer now": the router may try another one.
 RETRYABLE_STATUS: Final = frozenset({502, 503, 504})
 NO_PROVIDER_HINT: Final = (

@@ -25,6 +25,7 @@ from gate_runner.wire.llamacpp import (
     usage_chunk,
 )
 from gate_runner.wire.openai import OpenAIError, validate_chat, validate_completion
+from tests.llm.engine import require_llama_cpp
 
 USER = [{"role": "user", "content": "Hi"}]
 
@@ -212,14 +213,14 @@ def test_a_context_overflow_is_a_400_on_the_param() -> None:
 
 
 def test_bad_parameters_are_a_400() -> None:
-    pytest.importorskip("jinja2", reason="llama-cpp-python brings it: pip install '.[llamacpp]'")
+    require_llama_cpp()  # llama_error reads jinja2's TemplateError, which llama-cpp-python brings
     out = llama_error(TypeError("bad"), provider="p", param=None, max_ctx=2048)
     assert (out.status, out.type) == (400, "invalid_request_error")
     assert "llama.cpp cannot run this request: bad" in out.message
 
 
 def test_other_failures_are_a_502() -> None:
-    pytest.importorskip("jinja2", reason="llama-cpp-python brings it: pip install '.[llamacpp]'")
+    require_llama_cpp()  # llama_error reads jinja2's TemplateError, which llama-cpp-python brings
     out = llama_error(RuntimeError("decode failed"), provider="p", param=None, max_ctx=2048)
     assert (out.status, out.code) == (502, "engine_error")
     assert "provider p" in out.message

@@ -1,21 +1,13 @@
 """The control plane's published contract: every method's params and result as JSON Schema,
-the error codes, the events, and the OpenRPC document built from them."""
+the error codes' data (the codes are in wire/jsonrpc.py), the events, and the OpenRPC
+document built from them."""
 
 from __future__ import annotations
 
 __all__ = (
-    "CONFLICT",
     "CONTRACTS",
     "ERRORS",
     "EVENT_SCHEMAS",
-    "GATE_ERROR",
-    "INTERNAL_ERROR",
-    "INVALID_PARAMS",
-    "INVALID_REQUEST",
-    "METHOD_NOT_FOUND",
-    "NEEDS_WEBSOCKET",
-    "PARSE_ERROR",
-    "SPEC_INVALID",
     "MethodContract",
     "openrpc_document",
 )

@@ -17,7 +17,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from gate_runner.components.control.contract import (
+from gate_runner.components.control.contract import MethodContract
+from gate_runner.errors import ConflictError, GateError, SpecError
+from gate_runner.wire.jsonrpc import (
     CONFLICT,
     GATE_ERROR,
     INTERNAL_ERROR,
@@ -27,9 +29,7 @@ from gate_runner.components.control.contract import (
     NEEDS_WEBSOCKET,
     PARSE_ERROR,
     SPEC_INVALID,
-    MethodContract,
 )
-from gate_runner.errors import ConflictError, GateError, SpecError
 
 log = logging.getLogger(__name__)
 
