@@ -65,7 +65,7 @@ anyio.run(main, sys.argv[1], sys.argv[2], backend="trio")
 # What `gate up` imports before it serves (cli/node.py cmd_up, plus anyio's trio backend).
 IMPORT_ONLY = (
     "import anyio._backends._trio, gate_runner.cli.main, gate_runner.logs, "
-    "gate_runner.reconcile.node"
+    "gate_runner.reconcile.node, gate_runner.reconcile.runner"
 )
 
 # The stack's floor for memory: the libraries Gate is built on, loaded and idle on trio.

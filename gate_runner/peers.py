@@ -6,7 +6,7 @@ from __future__ import annotations
 __all__ = ("PeerState", "PeerTable")
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -93,8 +93,6 @@ class PeerTable:
     def __init__(self, *, events: EventBus | None = None) -> None:
         self._by_id: dict[str, PeerState] = {}
         self._events = events
-        # Set by the p2p component while it runs: one hello round trip to a peer (peers.test).
-        self.probe: Callable[[str], Awaitable[None]] | None = None
 
     def get(self, peer_id: str) -> PeerState | None:
         return self._by_id.get(peer_id)

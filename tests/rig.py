@@ -50,8 +50,8 @@ spec:
 {extra}"""
 
 
-def gate_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gate_runner", *args]
+def gate_cmd(*args: str, module: str = "gate_runner") -> list[str]:
+    return [sys.executable, "-m", module, *args]
 
 
 def run_gate(*args: str, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -62,6 +62,10 @@ def run_gate(*args: str, timeout: float = 30, **kw: Any) -> subprocess.Completed
 
 class GateNode:
     """One `gate up` process, spoken to over its control RPC."""
+
+    # What runs it: gate itself, or a test's launcher of it (tests/timer.py), and the command.
+    module = "gate_runner"
+    command: tuple[str, ...] = ("up",)
 
     def __init__(
         self, tmp: Path, *, spec_text: str | None = None, name: str = "test-node", extra: str = ""
@@ -103,7 +107,14 @@ class GateNode:
         began = time.monotonic()
         with self.log_path.open("ab") as log:
             command = gate_cmd(
-                "up", "-f", str(self.spec_path), "--log-format", "json", "--log-level", "debug"
+                *self.command,
+                "-f",
+                str(self.spec_path),
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+                module=self.module,
             )
             self.proc = subprocess.Popen(
                 [*(prefix or []), *command],

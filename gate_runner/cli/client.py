@@ -25,7 +25,7 @@ import httpx
 
 from gate_runner.errors import GateError, SpecError, SpecIssue
 from gate_runner.migrations.spec import migrate
-from gate_runner.spec import load_spec_file
+from gate_runner.spec import NODE, load_spec_file
 from gate_runner.spec.envoverride import env_name
 from gate_runner.spec.model import DEFAULT_CONTROL, DEFAULT_DATA_DIR, HostPort
 from gate_runner.spec.yamlsafe import JsonPath, decode_text, format_path, parse_yaml, read_limited
@@ -171,7 +171,7 @@ def locate_node(
         return NodeLocation(url=_url(control), token=token, verify=verify)
     spec_path = find_spec_file(spec_file)
     if strict:
-        load_spec_file(spec_path, expect_kind="Node")
+        load_spec_file(spec_path, kind=NODE)
     runtime = find_runtime(spec_path)
     hints: SpecHints | None = None
     if runtime is None:

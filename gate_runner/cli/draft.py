@@ -44,7 +44,7 @@ import yaml
 
 from gate_runner.errors import GateError, SpecError, SpecIssue
 from gate_runner.identity import Identity
-from gate_runner.spec import canonical_yaml, load_spec
+from gate_runner.spec import NODE, canonical_yaml, load_spec
 from gate_runner.spec.model import (
     DEFAULT_API,
     DEFAULT_CONTROL,
@@ -302,7 +302,7 @@ class Draft:
         addresses come back in their canonical forms); else BadAnswer naming each problem."""
         draft = replace(self, **changes)
         try:
-            loaded = load_spec(canonical_yaml(draft.document()), env={}, expect_kind="Node")
+            loaded = load_spec(canonical_yaml(draft.document()), env={}, kind=NODE)
         except SpecError as e:
             raise BadAnswer("; ".join(_say(issue) for issue in e.issues)) from None
         spec = loaded.document["spec"]
@@ -576,5 +576,5 @@ def render(draft: Draft, *, spec_file: str) -> str:
         _block("endpoints", spec["endpoints"], indent=2),
     ]
     text = "".join(parts)
-    load_spec(text, source=spec_file, env={}, expect_kind="Node")
+    load_spec(text, source=spec_file, env={}, kind=NODE)
     return text

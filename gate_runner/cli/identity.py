@@ -14,10 +14,9 @@ from gate_runner.cli.output import emit
 
 
 def _key_path(args: argparse.Namespace) -> Path:
-    from gate_runner.spec import NodeSpec, load_spec_file
+    from gate_runner.spec import NODE, load_spec_file
 
-    loaded = load_spec_file(find_spec_file(args.file), expect_kind="Node")
-    assert isinstance(loaded.spec, NodeSpec)
+    loaded = load_spec_file(find_spec_file(args.file), kind=NODE)
     return loaded.spec.key_path
 
 

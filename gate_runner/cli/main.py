@@ -22,6 +22,7 @@ from gate_runner.cli import (
     node,
     peers,
     providers,
+    relay,
     requests,
     spec,
     ui,
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.register(sub, common_long=common_long, out=out)
     ui.register(sub, common=common, out=out)
     identity.register(sub, common=common, out=out)
+    relay.register(sub)
     completion.register(sub, root=parser)
     return parser
 

@@ -3,7 +3,7 @@ background, stop it, and show what it runs."""
 
 from __future__ import annotations
 
-__all__ = ("register",)
+__all__ = ("register", "run_foreground")
 
 import argparse
 import os
@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gate_runner.cli.client import ControlClient, find_spec_file, locate_node
 from gate_runner.cli.command import EXIT_FAILURE, EXIT_OK, Subparsers, add, node_client
@@ -20,9 +20,15 @@ from gate_runner.cli.output import emit, render_status
 from gate_runner.errors import GateError, SpecError
 from gate_runner.state.runtime import pid_alive
 
+if TYPE_CHECKING:
+    from gate_runner.reconcile.kind import Kind
+
 # The Ready reason the supervisor gives a component that retrying cannot help
 # (reconcile/supervisor.py); `gate up -d` fails on it rather than wait.
 PERMANENT_FAILURE = "PermanentError"
+# The Ready reason of a component the spec asks for that this version cannot run
+# (components/certs.py): reported, not waited for.
+NOT_IMPLEMENTED = "NotImplemented"
 # How long `gate up -d` waits for every component to be Ready.
 READY_TIMEOUT = 30.0
 
@@ -39,23 +45,31 @@ def cmd_up(args: argparse.Namespace) -> int:
     spec_path = find_spec_file(args.file).absolute()
     if args.detach:
         return _up_detached(args, spec_path)
+    from gate_runner.reconcile.node import NODE_KIND
+
+    return run_foreground(spec_path, NODE_KIND, args)
+
+
+def run_foreground(spec_path: Path, kind: Kind[Any], args: argparse.Namespace) -> int:
+    """Run a node or relay in this process until it is stopped; one per dataDir."""
     import anyio
 
     from gate_runner.logs import configure_logging
-    from gate_runner.reconcile.node import prepare, run_node
+    from gate_runner.reconcile import runner
 
     configure_logging(fmt=args.log_format, level=args.log_level)
-    boot = prepare(spec_path)
+    boot = runner.prepare(spec_path, kind)
     pidfile = boot.spec.data_dir / "gate.pid"
     other = _running_pid(pidfile)
+    noun = kind.spec.name.lower()
     if other is not None and other != os.getpid():
         raise GateError(
-            f"a node is already running with this dataDir (pid {other})",
-            hint="stop it with `gate down`, or give this node its own spec.dataDir",
+            f"a {noun} is already running with this dataDir (pid {other})",
+            hint=f"stop it with `gate down`, or give this {noun} its own spec.dataDir",
         )
     pidfile.write_text(f"{os.getpid()}\n")
     try:
-        anyio.run(run_node, boot, backend="trio")
+        anyio.run(runner.run, boot, kind, backend="trio")
     finally:
         if _running_pid(pidfile) == os.getpid():
             pidfile.unlink(missing_ok=True)
@@ -63,9 +77,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up_detached(args: argparse.Namespace, spec_path: Path) -> int:
-    from gate_runner.reconcile.node import prepare
+    from gate_runner.reconcile.node import NODE_KIND
+    from gate_runner.reconcile.runner import prepare
 
-    boot = prepare(spec_path)  # fail here, in the foreground, on a bad spec or key
+    boot = prepare(spec_path, NODE_KIND)  # fail here, in the foreground, on a bad spec or key
     boot.state.close()
     log_path = boot.spec.data_dir / "gate.log"
     command = [
@@ -99,7 +114,7 @@ def _up_detached(args: argparse.Namespace, spec_path: Path) -> int:
             return EXIT_FAILURE
         status = _poll_status(spec_path)
         if status is not None:
-            failed, waiting = _readiness(status)
+            failed, waiting, unsupported = _readiness(status)
             if failed:
                 for line in failed:
                     print(f"gate up: {line}", file=sys.stderr)
@@ -111,6 +126,8 @@ def _up_detached(args: argparse.Namespace, spec_path: Path) -> int:
                 )
                 return EXIT_FAILURE
             if not waiting:
+                for line in unsupported:
+                    print(f"gate up: {line}", file=sys.stderr)
                 print(
                     f"node {status['name']} running in the background (pid {child.pid}), "
                     f"generation {status['spec']['generation']}, "
@@ -124,7 +141,7 @@ def _up_detached(args: argparse.Namespace, spec_path: Path) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    _, waiting = _readiness(status)
+    _, waiting, _ = _readiness(status)
     print(
         f"gate up: not ready after {READY_TIMEOUT:.0f}s: {'; '.join(waiting)}",
         file=sys.stderr,
@@ -149,12 +166,14 @@ def _poll_status(spec_path: Path) -> dict[str, Any] | None:
     return status
 
 
-def _readiness(status: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Components that failed for good, and those not Ready yet. Only a PermanentError is a
-    failure: Starting, a component's own reason while it loads (p2p: Loading, while it imports
-    py-libp2p) and a transient error that is being retried may all still end Ready."""
+def _readiness(status: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """Components that failed for good, those not Ready yet, and those this version cannot
+    run. Only a PermanentError is a failure: Starting, a component's own reason while it
+    loads (p2p: Loading, while it imports py-libp2p) and a transient error that is being
+    retried may all still end Ready."""
     failed: list[str] = []
     waiting: list[str] = []
+    unsupported: list[str] = []
     spec = status["spec"]
     if not status["components"] or spec["observedGeneration"] < spec["generation"]:
         waiting.append(f"generation {spec['generation']} is not applied yet")
@@ -167,10 +186,12 @@ def _readiness(status: dict[str, Any]) -> tuple[list[str], list[str]]:
             waiting.append(f"{name} (no Ready condition yet)")
         elif ready["reason"] == PERMANENT_FAILURE:
             failed.append(f"{name} failed: {ready['message']}")
+        elif ready["reason"] == NOT_IMPLEMENTED:
+            unsupported.append(f"{name} does not run: {ready['message']}")
         else:
             detail = f": {ready['message']}" if ready["message"] else ""
             waiting.append(f"{name} ({ready['reason']}{detail})")
-    return failed, waiting
+    return failed, waiting, unsupported
 
 
 def _stop_child(child: subprocess.Popen[bytes]) -> None:

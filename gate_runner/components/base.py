@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ("Component", "Configured", "NodeHandle", "RunContext", "Services")
+__all__ = ("Component", "Configured", "NodeHandle", "RunContext")
 
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
 
-if TYPE_CHECKING:
-    from apscheduler import AsyncScheduler
-
-    from gate_runner.events import EventBus
-    from gate_runner.identity import Identity
-    from gate_runner.logs import LogFeed
-    from gate_runner.metrics import Metrics
-    from gate_runner.peers import PeerTable
-    from gate_runner.providers.registry import ProviderRegistry
-    from gate_runner.router import Proxy
-    from gate_runner.spec import NodeSpec
-    from gate_runner.state import StateDB
-    from gate_runner.state.requests import RequestLog
+# The spec type a component reads: NodeSpec for a node's components, RelaySpec for a relay's.
+S_contra = TypeVar("S_contra", contravariant=True)
 
 
 class RunContext:
@@ -43,15 +30,17 @@ class RunContext:
         self._set_condition(type_, status, reason, message)
 
 
-class Configured(Protocol):
+class Configured(Protocol[S_contra]):
     """A node-wide service (the router) that components use and none of them configures:
     the controller hands it each accepted spec before the components converge to it."""
 
-    def configure(self, spec: NodeSpec) -> None: ...
+    def configure(self, spec: S_contra) -> None: ...
 
 
-class Component(Protocol):
-    """One kind of running thing. A new kind is one module plus one registry line.
+class Component(Protocol[S_contra]):
+    """One kind of running thing. A new kind is one module plus one line in its spec kind's
+    registry (reconcile/node.py or reconcile/relay.py), which also hands it, by keyword, the
+    node-wide objects its constructor asks for.
 
     - ``desired`` derives the instances this kind should run from the spec: name -> slice.
       Slices are frozen and compared by value; an equal slice means no action.
@@ -65,7 +54,7 @@ class Component(Protocol):
 
     kind: ClassVar[str]
 
-    def desired(self, spec: NodeSpec) -> Mapping[str, Hashable]: ...
+    def desired(self, spec: S_contra) -> Mapping[str, Hashable]: ...
 
     async def run(
         self, name: str, slice_: Any, ctx: RunContext, *, task_status: TaskStatus[None]
@@ -103,22 +92,3 @@ class NodeHandle(Protocol):
     async def history(self, limit: int = 50) -> list[dict[str, Any]]: ...
 
     def shutdown(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """Node-wide things components may use. Built once by `gate up`."""
-
-    node: NodeHandle
-    identity: Identity
-    state: StateDB
-    data_dir: Path
-    control_token: str
-    providers: ProviderRegistry
-    requests: RequestLog
-    metrics: Metrics
-    scheduler: AsyncScheduler
-    peers: PeerTable
-    router: Proxy  # the forwarding hot path, shared by the api and p2p components
-    events: EventBus  # what happened, for the control plane's subscribers
-    logs: LogFeed  # the recent log records (logs.tail)

@@ -7,17 +7,22 @@ __all__ = ("DiscoveryComponent", "DiscoverySlice")
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 from anyio.abc import TaskStatus
 from apscheduler import ConflictPolicy
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gate_runner.components.base import RunContext, Services
+from gate_runner.components.base import RunContext
 from gate_runner.providers.base import Backend
 from gate_runner.providers.factory import build_backend
 from gate_runner.spec import DiscoveryTarget, NodeSpec, ProviderSpec
+
+if TYPE_CHECKING:
+    from apscheduler import AsyncScheduler
+
+    from gate_runner.providers.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +51,9 @@ def _norm(url: str) -> str:
 class DiscoveryComponent:
     kind: ClassVar[str] = "discovery"
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, *, providers: ProviderRegistry, scheduler: AsyncScheduler) -> None:
+        self._providers = providers
+        self._scheduler = scheduler
         self._slice: DiscoverySlice | None = None
         self._ctx: RunContext | None = None
         self._found: dict[str, str] = {}  # target url -> registered provider name
@@ -71,7 +77,7 @@ class DiscoveryComponent:
     async def run(
         self, name: str, slice_: DiscoverySlice, ctx: RunContext, *, task_status: TaskStatus[None]
     ) -> None:
-        scheduler = self._services.scheduler
+        scheduler = self._scheduler
         self._slice, self._ctx = slice_, ctx
         task_id = "discovery-probe"
         try:
@@ -86,7 +92,7 @@ class DiscoveryComponent:
             self._slice = self._ctx = None
 
     async def _schedule(self, interval: float) -> None:
-        await self._services.scheduler.add_schedule(
+        await self._scheduler.add_schedule(
             "discovery-probe",
             IntervalTrigger(seconds=interval),
             id="discovery-probe",
@@ -128,7 +134,7 @@ class DiscoveryComponent:
 
     async def _probe_one(self, target: DiscoveryTarget, slice_: DiscoverySlice) -> None:
         url = _norm(target.url)
-        registry = self._services.providers
+        registry = self._providers
         known = self._found.get(url)
         entry = registry.get(known) if known else None
         if entry is not None:
@@ -162,7 +168,7 @@ class DiscoveryComponent:
     def _backend(self, target: DiscoveryTarget, slice_: DiscoverySlice) -> Backend:
         name = target.name
         taken = slice_.static_names | set(self._found.values())
-        if name in taken or self._services.providers.get(name) is not None:
+        if name in taken or self._providers.get(name) is not None:
             name = f"{target.name}-discovered"
         # Built as a static provider is: the target's timeout is already resolved (its own,
         # then discovery.timeout, then the kind's default) by the spec builder.
@@ -174,7 +180,7 @@ class DiscoveryComponent:
         self._misses.pop(url, None)
         if name is None:
             return
-        entry = self._services.providers.remove(name)
+        entry = self._providers.remove(name)
         if entry is not None:
             await entry.backend.aclose()
 

@@ -7,16 +7,19 @@ __all__ = ("ProviderComponent", "ProviderSlice", "report_health")
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from anyio.abc import TaskStatus
 from apscheduler import ConflictPolicy
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gate_runner.components.base import RunContext, Services
+from gate_runner.components.base import RunContext
 from gate_runner.providers.factory import build_backend
-from gate_runner.providers.registry import ProviderEntry
+from gate_runner.providers.registry import ProviderEntry, ProviderRegistry
 from gate_runner.spec import NodeSpec, ProviderSpec
+
+if TYPE_CHECKING:
+    from apscheduler import AsyncScheduler
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,9 @@ def report_health(ctx: RunContext, entry: ProviderEntry) -> None:
 class ProviderComponent:
     kind: ClassVar[str] = "provider"
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, *, providers: ProviderRegistry, scheduler: AsyncScheduler) -> None:
+        self._providers = providers
+        self._scheduler = scheduler
         self._ctx: dict[str, RunContext] = {}
 
     def desired(self, spec: NodeSpec) -> Mapping[str, ProviderSlice]:
@@ -60,8 +64,8 @@ class ProviderComponent:
     async def run(
         self, name: str, slice_: ProviderSlice, ctx: RunContext, *, task_status: TaskStatus[None]
     ) -> None:
-        registry = self._services.providers
-        scheduler = self._services.scheduler
+        registry = self._providers
+        scheduler = self._scheduler
         backend = build_backend(slice_.spec, max_response_body=slice_.max_response_body)
         try:
             await backend.start()
@@ -92,12 +96,12 @@ class ProviderComponent:
             await entry.backend.aclose()
 
     async def _check(self, name: str) -> None:
-        entry = self._services.providers.get(name)
+        entry = self._providers.get(name)
         ctx = self._ctx.get(name)
         if entry is None or ctx is None:
             return
         before = entry.health.state
-        await self._services.providers.refresh(entry)
+        await self._providers.refresh(entry)
         if entry.health.state != before:
             log.info(
                 "provider %s is %s",
@@ -110,7 +114,7 @@ class ProviderComponent:
     async def update(self, name: str, old: ProviderSlice, new: ProviderSlice) -> bool:
         """Swap the backend under the registered entry: new requests use the new one at once,
         requests already running finish on the old one, and the model never disappears."""
-        entry = self._services.providers.get(name)
+        entry = self._providers.get(name)
         ctx = self._ctx.get(name)
         if entry is None or ctx is None:
             return False
@@ -125,7 +129,7 @@ class ProviderComponent:
             raise
         previous = entry.backend
         entry.backend = backend
-        await self._services.providers.refresh(entry)
+        await self._providers.refresh(entry)
         report_health(ctx, entry)
         await previous.aclose()
         return True

@@ -7,14 +7,18 @@ __all__ = ("StateComponent", "StateConditions", "state_conditions")
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import anyio
 from anyio.abc import TaskStatus
 
-from gate_runner.components.base import RunContext, Services
+from gate_runner.components.base import RunContext
 from gate_runner.spec import NodeSpec
 from gate_runner.state.db import SetAside
+
+if TYPE_CHECKING:
+    from gate_runner.state import StateDB
+    from gate_runner.state.requests import RequestLog
 
 
 class StateConditions(NamedTuple):
@@ -55,8 +59,9 @@ def state_conditions(
 class StateComponent:
     kind: ClassVar[str] = "state"
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, *, state: StateDB, requests: RequestLog) -> None:
+        self._state = state
+        self._requests = requests
 
     def desired(self, spec: NodeSpec) -> Mapping[str, Path]:
         return {"state.db": spec.data_dir}
@@ -64,7 +69,7 @@ class StateComponent:
     async def run(
         self, name: str, slice_: Path, ctx: RunContext, *, task_status: TaskStatus[None]
     ) -> None:
-        state, requests = self._services.state, self._services.requests
+        state, requests = self._state, self._requests
 
         def report() -> None:
             now = state_conditions(

@@ -8,22 +8,22 @@ import difflib
 import errno
 import logging
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import anyio
 from anyio.abc import TaskStatus
 
 from gate_runner import __version__
-from gate_runner.components.base import Component, Configured
+from gate_runner.components.base import Component
 from gate_runner.errors import ConflictError, GateError, SpecError, SpecIssue
 from gate_runner.events import EventBus
 from gate_runner.identity import Identity
-from gate_runner.peers import PeerTable
+from gate_runner.reconcile.kind import Assembly, S
 from gate_runner.reconcile.planner import Key
 from gate_runner.reconcile.supervisor import Supervisor
-from gate_runner.spec import LoadedSpec, NodeSpec, canonical_yaml, load_spec, spec_digest
+from gate_runner.spec import LoadedSpec, SpecKind, canonical_yaml, load_spec, spec_digest
 from gate_runner.spec.write import atomic_write, render_update
 from gate_runner.spec.yamlsafe import read_limited
 from gate_runner.state import StateDB
@@ -32,28 +32,30 @@ from gate_runner.state.db import now_rfc3339
 log = logging.getLogger(__name__)
 
 
-class Controller:
-    """Accepts or rejects specs, numbers them, records them, and converges to the latest.
+class Controller(Generic[S]):
+    """Accepts or rejects specs of one kind, numbers them, records them, and converges the
+    kind's components to the latest.
 
     Every path that changes the spec (file edit, ``spec.apply``, rollback, resync) goes
-    through ``_accept`` under one lock. Reconciling runs in its own loop (``run``), kicked
+    through ``_record`` under one lock. Reconciling runs in its own loop (``run``), kicked
     after each accepted spec, so a caller that waits for convergence never holds the lock
-    while components stop and start.
+    while components stop and start. The controller is the control plane's NodeHandle, so it
+    exists before the components, which it is handed when it starts to run.
     """
 
     def __init__(
         self,
         *,
-        boot: LoadedSpec,
+        boot: LoadedSpec[S],
+        kind: SpecKind[S],
         source: Path | None,
         state: StateDB,
         identity: Identity,
         supervisor: Supervisor,
         env: Mapping[str, str] | None = None,
-        peers: PeerTable | None = None,
         events: EventBus | None = None,
     ) -> None:
-        self._peers = peers
+        self._kind = kind
         self._events = events
         self._current = boot
         self._source = source
@@ -61,10 +63,7 @@ class Controller:
         self._identity = identity
         self._supervisor = supervisor
         self._env = os.environ if env is None else env
-        self.components: Sequence[Component] = ()
-        # Node-wide services that take their part of each accepted spec before the
-        # components converge (the router): configured, not run, by the controller.
-        self.services: Sequence[Configured] = ()
+        self._assembly: Assembly[S] = Assembly(components=())
         self.generation = 0
         self.observed_generation = 0
         self.last_error: SpecError | GateError | None = None
@@ -75,10 +74,8 @@ class Controller:
         self.shutdown_requested = anyio.Event()
 
     @property
-    def spec(self) -> NodeSpec:
-        spec = self._current.spec
-        assert isinstance(spec, NodeSpec)
-        return spec
+    def spec(self) -> S:
+        return self._current.spec
 
     @property
     def source(self) -> Path | None:
@@ -86,8 +83,12 @@ class Controller:
 
     # -- the reconcile loop -----------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Record the boot spec, converge to it, signal ready, then reconcile on every kick."""
+    async def run(
+        self, assembly: Assembly[S], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Record the boot spec, converge ``assembly``'s components to it, signal ready, then
+        reconcile on every kick."""
+        self._assembly = assembly
         async with self._lock:
             last = await self._state.last_entry()
             digest = spec_digest(self._current.document)
@@ -110,10 +111,10 @@ class Controller:
     async def _reconcile_once(self) -> None:
         generation = self.generation
         spec = self.spec
-        for service in self.services:
+        for service in self._assembly.services:
             service.configure(spec)
-        desired: dict[Key, tuple[Component, Hashable]] = {}
-        for component in self.components:
+        desired: dict[Key, tuple[Component[S], Hashable]] = {}
+        for component in self._assembly.components:
             for name, slice_ in component.desired(spec).items():
                 desired[(component.kind, name)] = (component, slice_)
         the_plan = await self._supervisor.apply(desired, generation=generation)
@@ -136,12 +137,11 @@ class Controller:
 
     # -- accepting specs --------------------------------------------------------------
 
-    def _load(self, data: str | bytes, *, source: str) -> LoadedSpec:
+    def _load(self, data: str | bytes, *, source: str) -> LoadedSpec[S]:
         loaded = load_spec(
-            data, source=source, env=self._env, expect_kind="Node", base_dir=self._base_dir()
+            data, source=source, env=self._env, kind=self._kind, base_dir=self._base_dir()
         )
         spec = loaded.spec
-        assert isinstance(spec, NodeSpec)
         # dataDir and the key are where state.db and the identity live: moving them under a
         # running node would split its history, so they change only across a restart.
         restart_hint = "stop the node with `gate down`, then `gate up` with the new spec"
@@ -171,7 +171,7 @@ class Controller:
     def _base_dir(self) -> Path | None:
         return self._source.parent if self._source is not None else None
 
-    async def _record(self, loaded: LoadedSpec, *, origin: str) -> None:
+    async def _record(self, loaded: LoadedSpec[S], *, origin: str) -> None:
         entry = await self._state.append(
             origin=origin,
             source=loaded.source,
@@ -376,15 +376,6 @@ class Controller:
                 ],
             },
             "components": [s.to_dict() for s in self._supervisor.statuses()],
-            "peers": [
-                {
-                    "name": p.name,
-                    "peerId": p.peer_id,
-                    "state": p.state,
-                    "lastRttMs": p.last_rtt_ms,
-                    "models": len(p.models),
-                }
-                for p in (self._peers.all() if self._peers is not None else [])
-            ],
+            **self._assembly.status(),
             "time": now_rfc3339(),
         }

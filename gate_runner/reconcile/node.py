@@ -1,246 +1,137 @@
-"""`gate up`: prepare the node's dataDir, then run controller, supervisor and watchers on trio."""
+"""The Node kind (`gate up`): its spec, its node-wide services, its components in start order,
+and its extras in node.status. The one place that wires a node's parts together."""
 
 from __future__ import annotations
 
-__all__ = ("Boot", "prepare", "run_node")
+__all__ = ("NODE_KIND", "NodeKind")
 
 import contextlib
-import gc
-import logging
-import os
-import signal
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import anyio
-from apscheduler import AsyncScheduler
-
+from gate_runner.components.api import ApiComponent
 from gate_runner.components.api.component import request_recorder
-from gate_runner.components.base import Services
-from gate_runner.components.registry import build_components
-from gate_runner.errors import GateError
-from gate_runner.events import EventBus
+from gate_runner.components.base import Component
+from gate_runner.components.certs import CertsComponent
+from gate_runner.components.control import ControlComponent, ControlSlice
+from gate_runner.components.control.methods import Serving, node_methods
+from gate_runner.components.discovery import DiscoveryComponent
+from gate_runner.components.p2p import P2PComponent
+from gate_runner.components.providers import ProviderComponent
+from gate_runner.components.state import StateComponent
 from gate_runner.httpclient import Watchdog
-from gate_runner.identity import Identity
-from gate_runner.logs import LogFeed
-from gate_runner.metrics import Metrics
 from gate_runner.peers import PeerTable
 from gate_runner.providers.registry import ProviderRegistry
-from gate_runner.reconcile.controller import Controller
-from gate_runner.reconcile.status import ComponentStatus
-from gate_runner.reconcile.supervisor import Supervisor
-from gate_runner.reconcile.watcher import watch_spec_file
+from gate_runner.reconcile.kind import Assembly, Runtime
 from gate_runner.router import Proxy
-from gate_runner.spec import LoadedSpec, NodeSpec, load_spec_file
-from gate_runner.state import StateDB, load_or_create_token
+from gate_runner.spec import NODE, NodeSpec, SpecKind
 from gate_runner.state.requests import RequestLog, RequestRecord
-from gate_runner.state.runtime import RuntimeFile
 
-log = logging.getLogger(__name__)
+
+def _control(spec: NodeSpec) -> ControlSlice:
+    return ControlSlice(address=spec.listen.control, security=spec.control)
 
 
 @dataclass(frozen=True)
-class Boot:
-    """Everything `gate up` sets up before the event loop starts."""
+class NodeKind:
+    """``extra`` components run after the node's own: a test's, or a build's plug-in."""
 
-    loaded: LoadedSpec
-    source: Path
-    identity: Identity
-    state: StateDB
-    token: str
-    identity_created: bool
+    extra: Sequence[Callable[[], Component[NodeSpec]]] = ()
 
     @property
-    def spec(self) -> NodeSpec:
-        spec = self.loaded.spec
-        assert isinstance(spec, NodeSpec)
-        return spec
+    def spec(self) -> SpecKind[NodeSpec]:
+        return NODE
 
+    def control_certificate(self, spec: NodeSpec) -> Path | None:
+        return spec.control.tls_cert
 
-def _ensure_writable_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # A real write, not os.access: access() says yes to root on a read-only mount.
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
-            pass
-    except OSError as e:
-        raise GateError(
-            f"dataDir {path} is not writable: {e.strerror}",
-            hint="set spec.dataDir to a directory this user can write, or fix its permissions",
-        ) from e
+    @contextlib.asynccontextmanager
+    async def assemble(self, runtime: Runtime[NodeSpec]) -> AsyncIterator[Assembly[NodeSpec]]:
+        spec, events, tg = runtime.spec, runtime.events, runtime.task_group
 
+        def on_record(record: RequestRecord) -> None:
+            if events.listening("request.completed"):
+                events.publish("request.completed", record.to_dict())
 
-def prepare(spec_path: Path) -> Boot:
-    """Load and check everything that must be right before serving. Raises SpecError for a
-    bad spec and GateError (IdentityError, StateError) for the rest."""
-    loaded = load_spec_file(spec_path, expect_kind="Node")
-    spec = loaded.spec
-    assert isinstance(spec, NodeSpec)
-    _ensure_writable_dir(spec.data_dir)
-    identity, created = Identity.load_or_create(spec.key_path)
-    state = StateDB(spec.data_dir / "state.db")
-    token = load_or_create_token(spec.data_dir / "control.token")
-    return Boot(loaded, spec_path, identity, state, token, created)
+        requests = RequestLog(
+            runtime.state,
+            retention=spec.request_log.retention,
+            max_age=spec.request_log.max_age,
+            on_record=on_record,
+        )
+        providers = ProviderRegistry()
+        peers = PeerTable(events=events)
+        node_id = runtime.identity.node_id
+        on_start, on_done = request_recorder(runtime.metrics, requests)
+        router = Proxy(
+            registry=providers,
+            routing=spec.routing,
+            node_name=spec.name,
+            max_body=spec.limits.max_request_body,
+            on_start=on_start,
+            on_done=on_done,
+            peers=peers,
+            self_names=frozenset({node_id.peer_id, node_id.hex, node_id.label}),
+        )
+        # Read timeouts of every upstream connection, without a cancel scope per wait.
+        await tg.start(Watchdog().run)
+        await tg.start(requests.run)
+        await tg.start(router.run)
 
+        p2p = P2PComponent(
+            identity=runtime.identity,
+            peers=peers,
+            providers=providers,
+            router=router,
+            state=runtime.state,
+        )
 
-def _settle_heap() -> None:
-    """Once booted, move what the node has built so far (modules, schemas, libp2p's tables)
-    out of the collector's way, and let the young generation grow: each request allocates a
-    few hundred objects, and collections that rescan the boot heap cost the API several
-    percent of its throughput (bench/gateway.py)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-
-
-@contextlib.contextmanager
-def _feeding_logs(events: EventBus) -> Iterator[LogFeed]:
-    """Log records become `log` events for as long as the node runs."""
-    feed = LogFeed(events)
-    root = logging.getLogger()
-    root.addHandler(feed)
-    try:
-        yield feed
-    finally:
-        root.removeHandler(feed)
-
-
-async def run_node(
-    boot: Boot,
-    *,
-    resync_interval: float = 30.0,
-    shutdown_deadline: float = 10.0,
-    on_ready: Callable[[Controller], None] | None = None,
-) -> None:
-    """Run until node.shutdown, SIGTERM or SIGINT; a second signal stops at once."""
-    events = EventBus()
-    events.bind()
-    # The control URL actually bound, for the CLI: found even when the spec no longer loads.
-    runtime = RuntimeFile(spec=boot.source, data_dir=boot.spec.data_dir)
-
-    def on_change(status: ComponentStatus) -> None:
-        events.publish("component.status", status.to_dict())
-        ready = status.conditions.get("Ready")
-        if status.kind == "control" and ready is not None and ready.status:
-            runtime.publish(address=ready.message, tls_cert=controller.spec.control.tls_cert)
-        if ready is not None:
-            log.debug(
-                "component %s/%s: Ready=%s %s %s",
-                status.kind,
-                status.key,
-                ready.status,
-                ready.reason,
-                ready.message,
-            )
-
-    def on_record(record: RequestRecord) -> None:
-        if events.listening("request.completed"):
-            events.publish("request.completed", record.to_dict())
-
-    stop_watching = anyio.Event()
-    spec = boot.spec
-    requests = RequestLog(
-        boot.state,
-        retention=spec.request_log.retention,
-        max_age=spec.request_log.max_age,
-        on_record=on_record,
-    )
-    providers = ProviderRegistry()
-    peers = PeerTable(events=events)
-    metrics = Metrics()
-    with _feeding_logs(events) as log_feed, runtime:
-        async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
-            await scheduler.start_in_background()
-            # Read timeouts of every upstream connection, without a cancel scope per wait.
-            await tg.start(Watchdog().run)
-            await tg.start(requests.run)
-            supervisor = Supervisor(task_group=tg, on_change=on_change)
-            controller = Controller(
-                boot=boot.loaded,
-                source=boot.source,
-                state=boot.state,
-                identity=boot.identity,
-                supervisor=supervisor,
-                peers=peers,
-                events=events,
-            )
-            on_start, on_done = request_recorder(metrics, requests)
-            node_id = boot.identity.node_id
-            router = Proxy(
-                registry=providers,
-                routing=spec.routing,
-                node_name=spec.name,
-                max_body=spec.limits.max_request_body,
-                on_start=on_start,
-                on_done=on_done,
-                peers=peers,
-                self_names=frozenset({node_id.peer_id, node_id.hex, node_id.label}),
-            )
-            await tg.start(router.run)
-            services = Services(
-                node=controller,
-                identity=boot.identity,
-                state=boot.state,
-                data_dir=boot.spec.data_dir,
-                control_token=boot.token,
-                providers=providers,
+        def methods(serving: Serving) -> dict[str, Any]:
+            return node_methods(
+                serving,
                 requests=requests,
-                metrics=metrics,
-                scheduler=scheduler,
+                providers=providers,
                 peers=peers,
-                router=router,
+                state=runtime.state,
+                probe=p2p.probe,
+            )
+
+        def peer_status() -> dict[str, Any]:
+            return {
+                "peers": [
+                    {
+                        "name": p.name,
+                        "peerId": p.peer_id,
+                        "state": p.state,
+                        "lastRttMs": p.last_rtt_ms,
+                        "models": len(p.models),
+                    }
+                    for p in peers.all()
+                ]
+            }
+
+        components: list[Component[NodeSpec]] = [
+            StateComponent(state=runtime.state, requests=requests),
+            ControlComponent[NodeSpec](
+                select=_control,
+                node=runtime.node,
+                identity=runtime.identity,
+                token=runtime.control_token,
                 events=events,
-                logs=log_feed,
-            )
-            controller.services = (router,)
-            controller.components = build_components(services)
+                metrics=runtime.metrics,
+                logs=runtime.logs,
+                methods=methods,
+            ),
+            ProviderComponent(providers=providers, scheduler=runtime.scheduler),
+            DiscoveryComponent(providers=providers, scheduler=runtime.scheduler),
+            p2p,
+            ApiComponent(identity=runtime.identity, router=router, providers=providers),
+            CertsComponent(),
+            *(make() for make in self.extra),
+        ]
+        yield Assembly(components=components, services=(router,), status=peer_status)
 
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        if controller.shutdown_requested.is_set():
-                            log.warning("second signal: stopping now")
-                            tg.cancel_scope.cancel()
-                            return
-                        log.info("received %s; shutting down", signal.Signals(signum).name)
-                        controller.shutdown()
 
-            async def resync() -> None:
-                # Level-triggered: re-read the file and re-converge even if an event was missed
-                # (bind mounts and network filesystems do not always deliver inotify events).
-                while True:
-                    await anyio.sleep(resync_interval)
-                    await controller.reload_file(origin="resync")
-                    controller.kick()
-
-            tg.start_soon(on_signals)
-            await tg.start(controller.run)
-            await tg.start(
-                lambda task_status: watch_spec_file(
-                    boot.source, controller.reload_file, stop=stop_watching, task_status=task_status
-                )
-            )
-            tg.start_soon(resync)
-            log.info(
-                "node %s ready: generation %d, pid %d",
-                boot.spec.name,
-                controller.generation,
-                os.getpid(),
-                extra={"peerId": boot.identity.node_id.peer_id},
-            )
-            if on_ready is not None:
-                on_ready(controller)
-            _settle_heap()
-
-            await controller.shutdown_requested.wait()
-            stop_watching.set()
-            with anyio.move_on_after(shutdown_deadline) as deadline:
-                await supervisor.stop_all()
-            if deadline.cancelled_caught:
-                log.warning("components did not stop within %.0fs", shutdown_deadline)
-            tg.cancel_scope.cancel()  # the request log flushes what it holds as it is cancelled
-            await scheduler.stop()
-    boot.state.close()
-    log.info("node stopped")
+NODE_KIND = NodeKind()

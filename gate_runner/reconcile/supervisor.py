@@ -7,6 +7,7 @@ __all__ = ("Backoff", "Supervisor")
 import logging
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -43,7 +44,7 @@ def _leaf(error: Exception) -> Exception:
 
 class _Instance:
     def __init__(
-        self, *, key: Key, component: Component, slice_: Hashable, generation: int
+        self, *, key: Key, component: Component[Any], slice_: Hashable, generation: int
     ) -> None:
         self.key = key
         self.component = component
@@ -111,7 +112,7 @@ class Supervisor:
 
     async def apply(
         self,
-        desired: Mapping[Key, tuple[Component, Hashable]],
+        desired: Mapping[Key, tuple[Component[Any], Hashable]],
         *,
         generation: int,
         settle_timeout: float = 10.0,
@@ -165,7 +166,7 @@ class Supervisor:
             return False
 
     def _spawn(
-        self, key: Key, component: Component, slice_: Hashable, generation: int
+        self, key: Key, component: Component[Any], slice_: Hashable, generation: int
     ) -> _Instance:
         inst = _Instance(key=key, component=component, slice_=slice_, generation=generation)
         inst.ctx = RunContext(

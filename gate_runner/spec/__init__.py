@@ -6,6 +6,9 @@ Everything outside this package sees NodeSpec / RelaySpec, never a raw dict of t
 from __future__ import annotations
 
 __all__ = (
+    "NODE",
+    "RELAY",
+    "SpecKind",
     "AcmeSpec",
     "AllowRule",
     "ApiLimitsSpec",
@@ -54,7 +57,10 @@ __all__ = (
 from gate_runner.spec.durations import format_duration, parse_duration
 from gate_runner.spec.envoverride import EnvOverride
 from gate_runner.spec.load import (
+    NODE,
+    RELAY,
     LoadedSpec,
+    SpecKind,
     load_spec,
     load_spec_file,
     migrate_text,

@@ -5,7 +5,10 @@ canonical text and digest of a document, used for diffs and the spec history.
 from __future__ import annotations
 
 __all__ = (
+    "NODE",
+    "RELAY",
     "LoadedSpec",
+    "SpecKind",
     "canonical_yaml",
     "load_spec",
     "load_spec_file",
@@ -16,10 +19,10 @@ __all__ = (
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from gate_runner.errors import SpecError
 from gate_runner.migrations.spec import CURRENT_VERSION, migrate
@@ -30,9 +33,29 @@ from gate_runner.spec.validate import document_kind, validate_document
 from gate_runner.spec.write import canonical_yaml, render_update
 from gate_runner.spec.yamlsafe import decode_text, parse_path, parse_yaml, read_limited
 
+S = TypeVar("S", covariant=True)
+
 
 @dataclass(frozen=True)
-class LoadedSpec:
+class SpecKind(Generic[S]):
+    """A kind of spec document: the name in its ``kind:`` field and how a validated document
+    becomes the typed spec (``base_dir`` anchors a relative dataDir)."""
+
+    name: str
+    build: Callable[[Mapping[str, Any], Path | None], S]
+
+
+NODE = SpecKind[NodeSpec](
+    "Node", lambda document, base_dir: build_node_spec(document, base_dir=base_dir)
+)
+RELAY = SpecKind[RelaySpec](
+    "Relay", lambda document, base_dir: build_relay_spec(document, base_dir=base_dir)
+)
+_KINDS: dict[str, SpecKind[NodeSpec | RelaySpec]] = {k.name: k for k in (NODE, RELAY)}
+
+
+@dataclass(frozen=True)
+class LoadedSpec(Generic[S]):
     """A spec accepted by the pipeline.
 
     ``document`` is the migrated, validated and normalised document without env overrides: what
@@ -41,37 +64,61 @@ class LoadedSpec:
 
     kind: str  # "Node" | "Relay"
     document: dict[str, Any]
-    spec: NodeSpec | RelaySpec
+    spec: S
     overrides: tuple[EnvOverride, ...]
     migrated_from: str | None  # the original apiVersion when a migration ran
     source: str
 
 
+@overload
 def load_spec(
     data: bytes | str,
     *,
+    kind: SpecKind[S],
+    source: str = ...,
+    env: Mapping[str, str] | None = ...,
+    base_dir: Path | None = ...,
+) -> LoadedSpec[S]: ...
+@overload
+def load_spec(
+    data: bytes | str,
+    *,
+    kind: None = ...,
+    source: str = ...,
+    env: Mapping[str, str] | None = ...,
+    base_dir: Path | None = ...,
+) -> LoadedSpec[NodeSpec | RelaySpec]: ...
+def load_spec(
+    data: bytes | str,
+    *,
+    kind: SpecKind[Any] | None = None,
     source: str = "<spec>",
     env: Mapping[str, str] | None = None,
-    expect_kind: str | None = None,
     base_dir: Path | None = None,
-) -> LoadedSpec:
-    """Load a spec from text. ``env`` defaults to os.environ; a relative dataDir is taken
-    relative to ``base_dir`` (default: the current directory), so a spec applied over RPC
-    resolves like the node's own file. Raises SpecError listing every issue of the failing stage.
+) -> LoadedSpec[Any]:
+    """Load a spec from text, of ``kind`` when given, else of the kind the document names.
+    ``env`` defaults to os.environ; a relative dataDir is taken relative to ``base_dir``
+    (default: the current directory), so a spec applied over RPC resolves like the node's own
+    file. Raises SpecError listing every issue of the failing stage.
     """
-    return _load(data, source=source, env=env, expect_kind=expect_kind, base_dir=base_dir)
+    return _load(data, source=source, env=env, kind=kind, base_dir=base_dir)
 
 
+@overload
 def load_spec_file(
-    path: str | Path,
-    *,
-    env: Mapping[str, str] | None = None,
-    expect_kind: str | None = None,
-) -> LoadedSpec:
+    path: str | Path, *, kind: SpecKind[S], env: Mapping[str, str] | None = ...
+) -> LoadedSpec[S]: ...
+@overload
+def load_spec_file(
+    path: str | Path, *, kind: None = ..., env: Mapping[str, str] | None = ...
+) -> LoadedSpec[NodeSpec | RelaySpec]: ...
+def load_spec_file(
+    path: str | Path, *, kind: SpecKind[Any] | None = None, env: Mapping[str, str] | None = None
+) -> LoadedSpec[Any]:
     """Load a spec file (at most 1 MiB); a relative dataDir is relative to the file's directory."""
     data = read_limited(path)
     base_dir = Path(path).absolute().parent
-    return _load(data, source=str(path), env=env, expect_kind=expect_kind, base_dir=base_dir)
+    return _load(data, source=str(path), env=env, kind=kind, base_dir=base_dir)
 
 
 def _load(
@@ -79,9 +126,9 @@ def _load(
     *,
     source: str,
     env: Mapping[str, str] | None,
-    expect_kind: str | None,
+    kind: SpecKind[Any] | None,
     base_dir: Path | None,
-) -> LoadedSpec:
+) -> LoadedSpec[Any]:
     parsed = parse_yaml(decode_text(data, source=source), source=source)
     file_locator = Locator(source, parsed.marks)
     document, migrated_from = _migrate(parsed.data, file_locator)
@@ -95,10 +142,13 @@ def _load(
             "`gate migrate -f` rewrites it",
         )
     )
-    kind = document_kind(document, locator=locator, expect_kind=expect_kind)
-    normalised = validate_document(document, kind=kind, locator=locator)
+    name = document_kind(
+        document, locator=locator, expect_kind=kind.name if kind is not None else None
+    )
+    spec_kind = _KINDS[name]
+    normalised = validate_document(document, kind=name, locator=locator)
 
-    overrides = collect_overrides(os.environ if env is None else env, kind=kind)
+    overrides = collect_overrides(os.environ if env is None else env, kind=name)
     effective = normalised
     if overrides:
         names = ", ".join(o.name for o in overrides)
@@ -109,16 +159,12 @@ def _load(
             note=f"with the environment overrides {names}",
         )
         effective = validate_document(
-            apply_overrides(normalised, overrides), kind=kind, locator=env_locator
+            apply_overrides(normalised, overrides), kind=name, locator=env_locator
         )
         if any(o.path == "spec.dataDir" for o in overrides):
             base_dir = None  # a path given in the environment is relative to the current directory
-    spec: NodeSpec | RelaySpec = (
-        build_node_spec(effective, base_dir=base_dir)
-        if kind == "Node"
-        else build_relay_spec(effective, base_dir=base_dir)
-    )
-    return LoadedSpec(kind, normalised, spec, overrides, migrated_from, source)
+    spec = spec_kind.build(effective, base_dir)
+    return LoadedSpec(name, normalised, spec, overrides, migrated_from, source)
 
 
 def _migrate(document: dict[str, Any], locator: Locator) -> tuple[dict[str, Any], str | None]:

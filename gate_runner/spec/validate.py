@@ -66,7 +66,11 @@ def document_kind(
             )
         )
     if expect_kind is not None and kind != expect_kind:
-        hint = "start a relay with `gate relay up -f`" if kind == "Relay" else None
+        hint = (
+            "start a relay with `gate relay up -f`"
+            if kind == "Relay"
+            else "start a node with `gate up -f`"
+        )
         raise SpecError(
             locator.issue(
                 ("kind",), f"this is a {kind} spec, but a {expect_kind} spec is needed", hint

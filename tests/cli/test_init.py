@@ -14,7 +14,7 @@ import pytest
 from gate_runner.cli.draft import default_name
 from gate_runner.cli.main import main
 from gate_runner.identity import Identity
-from gate_runner.spec import NodeSpec, load_spec_file
+from gate_runner.spec import NODE, NodeSpec, load_spec_file
 from tests.cli.conftest import MODELS, Gate, node_id
 from tests.fakes.ollama import VERSION as OLLAMA_VERSION
 from tests.rig import ServerProcess
@@ -23,8 +23,7 @@ RELAY = f"/dns4/relay.example.net/tcp/41146/p2p/{node_id('relay').peer_id}"
 
 
 def load(path: Path) -> NodeSpec:
-    loaded = load_spec_file(path, env={}, expect_kind="Node")
-    assert isinstance(loaded.spec, NodeSpec)
+    loaded = load_spec_file(path, env={}, kind=NODE)
     return loaded.spec
 
 

@@ -20,6 +20,18 @@ TIMER = """\
 """
 
 
+@pytest.fixture
+def timer_node(node_factory: type[GateNode], tmp_path: Path) -> GateNode:
+    """A node run by tests/timer.py: gate up with the test-only timer component registered."""
+
+    class TimerNode(node_factory):  # type: ignore[valid-type,misc]
+        module = "tests.timer"
+
+    n = TimerNode(tmp_path)
+    n.start()
+    return n
+
+
 def edit(node: GateNode, old: str, new: str) -> None:
     text = node.spec_path.read_text()
     assert old in text
@@ -192,8 +204,9 @@ def test_deleted_spec_file_keeps_the_node_running(node: GateNode) -> None:
 
 
 def test_apply_prints_diff_writes_file_keeping_comments_and_converges(
-    node: GateNode, tmp_path: Path
+    timer_node: GateNode, tmp_path: Path
 ) -> None:
+    node = timer_node
     other = tmp_path / "other.yaml"
     other.write_text(node.spec_path.read_text().replace("name: test-node", "name: applied") + TIMER)
     result = run_gate("apply", "-f", str(other))
@@ -242,7 +255,8 @@ def test_stale_expected_generation_is_a_conflict(node: GateNode) -> None:
     assert ok["generation"] == 2 and ok["converged"] is True
 
 
-def test_timer_component_plan_update_and_stop(node: GateNode) -> None:
+def test_timer_component_plan_update_and_stop(timer_node: GateNode) -> None:
+    node = timer_node
     node.spec_path.write_text(node.spec_path.read_text() + TIMER)
     node.wait_for(lambda: component(node, "timer/t1") is not None, timeout=5, what="timer")
     edit(node, "interval: 1s", "interval: 2s")

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from gate_runner.errors import SpecError
-from gate_runner.spec import load_spec
+from gate_runner.spec import RELAY, load_spec
 
 BOB = "12D3KooWJYhv7JADL8KbkHriZLZ3jpyzfJte4j658Z3KhEaN1sy2"
 CAROL = "12D3KooWEwdWbGSG2bnwqa4Kug6hsyjiSESbmLK3Nvj2Hn13CLvp"
@@ -297,4 +297,4 @@ def test_relay_dns_checks(dns: str, expected: str) -> None:
 def test_expect_kind_refuses_the_other_kind() -> None:
     text = "apiVersion: gate.hellas.ai/v1\nkind: Node\nmetadata: {name: a}\n"
     with pytest.raises(SpecError, match=r"gate.yaml:2:1 kind: this is a Node spec, but a Relay"):
-        load_spec(text, source="gate.yaml", env={}, expect_kind="Relay")
+        load_spec(text, source="gate.yaml", env={}, kind=RELAY)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from gate_runner.spec import HostPort, NodeSpec, RelaySpec, load_spec, load_spec_file
+from gate_runner.spec import RELAY, HostPort, NodeSpec, RelaySpec, load_spec, load_spec_file
 from gate_runner.spec.durations import DURATION_PATTERN, SIZE_PATTERN
 from gate_runner.spec.model import build_node_spec, build_relay_spec
 from gate_runner.spec.validate import load_schema
@@ -69,7 +69,7 @@ def test_node_example_with_every_option_enabled(repo: Path) -> None:
 
 
 def test_relay_example_loads(repo: Path) -> None:
-    loaded = load_spec_file(repo / "relay.yaml.example", env={}, expect_kind="Relay")
+    loaded = load_spec_file(repo / "relay.yaml.example", env={}, kind=RELAY)
     spec = loaded.spec
     assert isinstance(spec, RelaySpec)
     assert spec.base_domain == "gate.example.net"

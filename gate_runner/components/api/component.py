@@ -9,13 +9,13 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from gate_runner.components.api.app import ApiApp
-from gate_runner.components.base import RunContext, Services
+from gate_runner.components.base import RunContext
 from gate_runner.components.httpserve import bind_tcp, serve_asgi
 from gate_runner.components.sites import SitePolicy
 from gate_runner.errors import PermanentError, TransientError
@@ -24,6 +24,10 @@ from gate_runner.router import Proxy, RequestOutcome
 from gate_runner.spec import HostPort, NodeSpec
 from gate_runner.state.requests import RequestLog, RequestRecord
 from gate_runner.wire.openai import ENDPOINTS
+
+if TYPE_CHECKING:
+    from gate_runner.identity import Identity
+    from gate_runner.providers.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,10 @@ def _resolve_keys(names: tuple[str, ...]) -> frozenset[bytes]:
 class ApiComponent:
     kind: ClassVar[str] = "api"
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, *, identity: Identity, router: Proxy, providers: ProviderRegistry) -> None:
+        self._identity = identity
+        self._router = router
+        self._providers = providers
         self._live: dict[str, _Live] = {}
 
     def desired(self, spec: NodeSpec) -> Mapping[str, ApiSlice]:
@@ -82,18 +88,17 @@ class ApiComponent:
     def _node_info(self) -> dict[str, str]:
         live = next(iter(self._live.values()), None)
         return {
-            "hex": self._services.identity.node_id.hex,
+            "hex": self._identity.node_id.hex,
             "name": live.proxy.node_name if live else "",
         }
 
     async def run(
         self, name: str, slice_: ApiSlice, ctx: RunContext, *, task_status: TaskStatus[None]
     ) -> None:
-        services = self._services
-        proxy = services.router
+        proxy = self._router
         app = ApiApp(
             proxy=proxy,
-            registry=services.providers,
+            registry=self._providers,
             node_info=self._node_info,
             sites=slice_.sites(),
             api_keys=_resolve_keys(slice_.api_keys),

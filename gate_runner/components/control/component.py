@@ -2,65 +2,117 @@
 
 from __future__ import annotations
 
-__all__ = ("ControlComponent", "ControlSlice")
+__all__ = ("ControlComponent", "ControlSlice", "MethodTables")
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from anyio.abc import TaskStatus
 
-from gate_runner.components.base import RunContext, Services
+from gate_runner.components.base import NodeHandle, RunContext
 from gate_runner.components.control.app import build_app
 from gate_runner.components.control.auth import Gatekeeper
-from gate_runner.components.control.contract import CONTRACTS
-from gate_runner.components.control.methods import build_methods
-from gate_runner.components.control.rpc import Dispatcher
+from gate_runner.components.control.contract import contracts_for
+from gate_runner.components.control.methods import CORE_METHODS, Serving, core_methods
+from gate_runner.components.control.rpc import Dispatcher, Method
 from gate_runner.components.httpserve import bind_tcp, serve_asgi
-from gate_runner.spec import ControlSpec, HostPort, NodeSpec
+from gate_runner.spec import ControlSpec, HostPort
+from gate_runner.wire.asgi import ASGIApp
+
+if TYPE_CHECKING:
+    from gate_runner.events import EventBus
+    from gate_runner.identity import Identity
+    from gate_runner.logs import LogFeed
+    from gate_runner.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+
+# A kind's own methods, made for each running control server (see methods.node_methods).
+MethodTables = Callable[[Serving], Mapping[str, Method]]
 
 
 @dataclass(frozen=True, slots=True)
 class ControlSlice:
     address: HostPort
-    security: ControlSpec
+    security: ControlSpec = ControlSpec()
 
 
-class ControlComponent:
+class ControlComponent(Generic[S]):
+    """The control server of any kind: the core methods, plus the kind's own (``methods``).
+    ``select`` picks the control listener out of the kind's spec."""
+
     kind: ClassVar[str] = "control"
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
-
-    def desired(self, spec: NodeSpec) -> Mapping[str, ControlSlice]:
-        return {"control": ControlSlice(address=spec.listen.control, security=spec.control)}
-
-    async def run(
-        self, name: str, slice_: ControlSlice, ctx: RunContext, *, task_status: TaskStatus[None]
+    def __init__(
+        self,
+        *,
+        select: Callable[[S], ControlSlice],
+        node: NodeHandle,
+        identity: Identity,
+        token: str,
+        events: EventBus,
+        metrics: Metrics,
+        logs: LogFeed,
+        methods: MethodTables | None = None,
     ) -> None:
-        services = self._services
+        self._select = select
+        self._node = node
+        self._identity = identity
+        self._token = token
+        self._events = events
+        self._metrics = metrics
+        self._logs = logs
+        self._methods = methods
+
+    def desired(self, spec: S) -> Mapping[str, ControlSlice]:
+        return {"control": self._select(spec)}
+
+    def _dispatcher(self, serving: Serving) -> Dispatcher:
+        own = dict(self._methods(serving)) if self._methods is not None else {}
+        names = [*own, *CORE_METHODS]
+        contracts = contracts_for(names)
+        methods = core_methods(
+            serving,
+            identity=self._identity,
+            metrics=self._metrics,
+            logs=self._logs,
+            contracts=contracts,
+        )
+        return Dispatcher({**methods, **own}, contracts)
+
+    def _app(self, slice_: ControlSlice, port: int, ctx: RunContext) -> ASGIApp:
         security = slice_.security
-        sock, bound = bind_tcp(slice_.address, what="spec.listen.control")
-        port = bound.port
         gatekeeper = Gatekeeper(
-            token=services.control_token,
+            token=self._token,
             bound_host=slice_.address.host,
             port=port,
             tls=security.tls,
             extra_origins=security.origins,
         )
-        methods = build_methods(services, stopping=ctx.stopping, gatekeeper=gatekeeper)
-        app = build_app(
-            dispatcher=Dispatcher(methods, CONTRACTS),
+        node = self._node
+        return build_app(
+            dispatcher=self._dispatcher(Serving(node, ctx.stopping, gatekeeper)),
             gatekeeper=gatekeeper,
-            events=services.events,
+            events=self._events,
             stopping=ctx.stopping,
-            node_name=lambda: str(services.node.status()["name"]),
-            metrics=services.metrics.render,
+            node_name=lambda: str(node.status()["name"]),
+            metrics=self._metrics.render,
         )
+
+    async def run(
+        self, name: str, slice_: ControlSlice, ctx: RunContext, *, task_status: TaskStatus[None]
+    ) -> None:
+        security = slice_.security
+        sock, bound = bind_tcp(slice_.address, what="spec.listen.control")
+        try:
+            app = self._app(slice_, bound.port, ctx)
+        except BaseException:
+            sock.close()  # else every retry finds the port taken by this very socket
+            raise
         tls = None
         if security.tls_cert is not None and security.tls_key is not None:
             tls = (security.tls_cert, security.tls_key)

@@ -9,10 +9,11 @@ __all__ = (
     "ERRORS",
     "EVENT_SCHEMAS",
     "MethodContract",
+    "contracts_for",
     "openrpc_document",
 )
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -484,10 +485,22 @@ _EVENT_NOTIFICATION = _obj(
 )
 
 
-def openrpc_document(server_url: str) -> dict[str, Any]:
+def contracts_for(names: Iterable[str]) -> tuple[MethodContract, ...]:
+    """The contracts of the methods ``names`` (a kind's table), with the WebSocket-only ones
+    every control server has, in CONTRACTS order."""
+    wanted = set(names)
+    unknown = wanted - {c.name for c in CONTRACTS}
+    if unknown:
+        raise ValueError(f"methods without contracts: {sorted(unknown)}")
+    return tuple(c for c in CONTRACTS if c.name in wanted or c.websocket_only)
+
+
+def openrpc_document(
+    server_url: str, contracts: Iterable[MethodContract] = CONTRACTS
+) -> dict[str, Any]:
     """The OpenRPC 1.2 document served at GET /rpc/openrpc.json and by rpc.discover."""
     methods = []
-    for contract in CONTRACTS:
+    for contract in contracts:
         schema = contract.params
         required = set(schema.get("required", ()))
         methods.append(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anyio
 from anyio.abc import TaskStatus
 
-from gate_runner.components.base import RunContext, Services
+from gate_runner.components.base import RunContext
 from gate_runner.components.p2p.admission import admit
 from gate_runner.components.p2p.hello import (
     HELLO_PROTOCOL,
@@ -32,7 +32,12 @@ from gate_runner.spec import NodeSpec, PeerSpec, TrustSpec
 from gate_runner.trust import RateLimiter, TrustPolicy
 
 if TYPE_CHECKING:
+    from gate_runner.identity import Identity
     from gate_runner.p2p import P2PHost, P2PHttpClient, P2PRequest, P2PStream, ResponseSender
+    from gate_runner.peers import PeerTable
+    from gate_runner.providers.registry import ProviderRegistry
+    from gate_runner.router import Proxy
+    from gate_runner.state import StateDB
 
 # The component's one logger, under the name it had before it became a package.
 log = logging.getLogger("gate_runner.components.p2p")
@@ -60,8 +65,20 @@ class _Live:
 class P2PComponent:
     kind: ClassVar[str] = "p2p"
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        peers: PeerTable,
+        providers: ProviderRegistry,
+        router: Proxy,
+        state: StateDB,
+    ) -> None:
+        self._identity = identity
+        self._peers = peers
+        self._providers = providers
+        self._router = router
+        self._state = state
         self._live: _Live | None = None
         # While the instance loads py-libp2p, in-place updates land here and are applied
         # as soon as the host is up.
@@ -88,7 +105,7 @@ class P2PComponent:
         self._loading = slice_
         task_status.started()
         p2p = await anyio.to_thread.run_sync(importlib.import_module, "gate_runner.p2p")
-        host: P2PHost = p2p.P2PHost(seed=self._services.identity.seed, listen=slice_.listen)
+        host: P2PHost = p2p.P2PHost(seed=self._identity.seed, listen=slice_.listen)
         client: P2PHttpClient = p2p.P2PHttpClient(host)
         host.set_stream_handler(HELLO_PROTOCOL, self._on_hello_stream)
 
@@ -105,22 +122,20 @@ class P2PComponent:
                 live = self._live = _Live(host, client, slice_, self._policy(slice_))
                 live.links = Links(
                     host=host,
-                    peers=self._services.peers,
+                    peers=self._peers,
                     task_group=tg,
                     say_hello=functools.partial(self._say_hello, live),
                     forget_models=self._forget_models,
                 )
                 for peer in slice_.peers:
                     live.links.start(peer, grant=live.policy.grant(peer.id))
-                self._services.peers.probe = self._probe
                 addrs = ", ".join(host.listen_addrs())
                 ctx.set_condition("Ready", True, "Listening", f"{host.peer_id} on {addrs}")
                 await ctx.stopping.wait()
                 tg.cancel_scope.cancel()
         finally:
             self._live = self._loading = None
-            self._services.peers.probe = None
-            for state in self._services.peers.all():
+            for state in self._peers.all():
                 state.set_state("disconnected")
                 self._forget_models(state.peer_id)
 
@@ -145,7 +160,7 @@ class P2PComponent:
         for peer_id, peer in new_peers.items():
             if old_peers.get(peer_id) != peer:
                 live.links.start(peer, grant=live.policy.grant(peer.id))
-            elif (state := self._services.peers.get(peer_id)) is not None:
+            elif (state := self._peers.get(peer_id)) is not None:
                 state.grant = live.policy.grant(peer_id)
         live.links.wake_all()  # trust or name may have changed what we offer: say hello again
         return True
@@ -170,23 +185,21 @@ class P2PComponent:
 
     # -- what the host, the peer table and the links call ------------------------------------
 
-    async def _probe(self, peer_id: str) -> None:
+    async def probe(self, peer_id: str) -> None:
         """peers.test: connect if needed, then one hello round trip (records the RTT)."""
         live = self._live
         if live is None:
-            raise GateError("the p2p component is not running")
+            raise GateError("the p2p component is not running", hint="see `gate status`")
         await live.links.probe(peer_id)
 
     def _connected(self, peer_id: str) -> None:
         live = self._live
-        on_connected(
-            peers=self._services.peers, links=live.links if live else None, peer_id=peer_id
-        )
+        on_connected(peers=self._peers, links=live.links if live else None, peer_id=peer_id)
 
     def _disconnected(self, peer_id: str) -> None:
         live = self._live
         on_disconnected(
-            peers=self._services.peers,
+            peers=self._peers,
             links=live.links if live else None,
             peer_id=peer_id,
             forget_models=self._forget_models,
@@ -198,8 +211,8 @@ class P2PComponent:
             peer_id=peer_id,
             offer=functools.partial(self._hello_for, live, peer_id),
             take=self._take_hello,
-            peers=self._services.peers,
-            db=self._services.state,
+            peers=self._peers,
+            db=self._state,
         )
 
     async def _on_hello_stream(self, stream: P2PStream, remote: str) -> None:
@@ -218,27 +231,25 @@ class P2PComponent:
             peer_id=peer_id,
             policy=live.policy,
             node_name=live.slice.node_name,
-            providers=self._services.providers,
+            providers=self._providers,
         )
 
     def _take_hello(self, peer_id: str, message: dict[str, Any]) -> None:
         """A declared peer's models become routing targets only while the host runs: a
         probe's hello may still come back after it stopped."""
-        state = take_hello(peers=self._services.peers, peer_id=peer_id, message=message)
+        state = take_hello(peers=self._peers, peer_id=peer_id, message=message)
         live = self._live
         if state is None or live is None:
             return
         register_models(
             state=state,
-            providers=self._services.providers,
+            providers=self._providers,
             client=live.client,
             declared=live.slice.peers,
         )
 
     def _forget_models(self, peer_id: str) -> None:
-        forget_models(
-            providers=self._services.providers, peers=self._services.peers, peer_id=peer_id
-        )
+        forget_models(providers=self._providers, peers=self._peers, peer_id=peer_id)
 
     async def _on_request(self, request: P2PRequest, send: ResponseSender) -> None:
         live = self._live
@@ -249,6 +260,6 @@ class P2PComponent:
             send=send,
             policy=live.policy,
             limiter=live.limiter,
-            peers=self._services.peers,
-            router=self._services.router,
+            peers=self._peers,
+            router=self._router,
         )

@@ -1,11 +1,16 @@
-"""The `timer` component: ticks at an interval. Test-only, it exercises plan, update and restart."""
+"""The `timer` component: ticks at an interval. Test-only, it exercises plan, update and restart
+in a real `gate up`: ``python -m tests.timer up -f gate.yaml`` runs the node with it registered
+after the node's own components (its instances come from the spec's debug.timers)."""
 
 from __future__ import annotations
 
 __all__ = ("TimerComponent",)
 
+import argparse
 import logging
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import anyio
@@ -56,3 +61,20 @@ class TimerComponent:
         self._interval[name] = new.interval
         self._ctx[name].set_condition("Ready", True, "Ticking", f"every {new.interval:g}s")
         return True
+
+
+def main(argv: list[str]) -> int:
+    from gate_runner.cli.node import run_foreground
+    from gate_runner.reconcile.node import NodeKind
+
+    parser = argparse.ArgumentParser(prog="python -m tests.timer")
+    parser.add_argument("command", choices=["up"])
+    parser.add_argument("-f", "--file", required=True)
+    parser.add_argument("--log-format", default="auto")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    return run_foreground(Path(args.file).absolute(), NodeKind(extra=(TimerComponent,)), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
