@@ -16,8 +16,8 @@ import outcome
 import trio
 
 from gate_runner.httpclient.connection import Connection, open_connection
-from gate_runner.httpclient.errors import UpstreamClosed
-from gate_runner.httpclient.protocol import ResponseHead, request_lines
+from gate_runner.httpclient.errors import ResponseTooLarge, UpstreamClosed
+from gate_runner.httpclient.protocol import LengthBody, ResponseHead, request_lines
 from gate_runner.httpclient.response import Response
 from gate_runner.httpclient.watchdog import AbortSignal
 
@@ -370,6 +370,7 @@ class _Exchange:
                 pool._retried += 1
                 conn = self._conn = await pool._connect()
                 head = await self._exchange(conn)
+            _check_declared_length(head, pool._max_response_bytes, conn)
         except BaseException:
             if self._conn is not None:
                 self._conn.close()
@@ -409,3 +410,16 @@ class _Exchange:
 
 def _replayable(body: Body) -> bool:
     return body is None or isinstance(body, bytes | bytearray | memoryview)
+
+
+def _check_declared_length(head: ResponseHead, limit: int, conn: Connection) -> None:
+    """A body whose Content-Length is over the limit is refused at its head, before any of it
+    is read: the caller must not have passed the head on when the count trips mid-body (a
+    body that arrives in pieces after its head, as on a loaded machine)."""
+    body = head.body
+    if isinstance(body, LengthBody) and body.remaining > limit:
+        raise ResponseTooLarge(
+            f"the response from {conn.origin} is over {limit} bytes "
+            f"(Content-Length: {body.remaining})",
+            hint="raise max_response_bytes, or stream the body",
+        )

@@ -605,6 +605,25 @@ async def test_a_body_over_max_response_bytes_is_refused(chunked: bool) -> None:
             assert len(body) == 10240
 
 
+async def test_a_declared_length_over_the_limit_is_refused_at_the_head() -> None:
+    """The head says 10240 bytes and the body never comes: the stream is refused on entry,
+    so a caller never passes on a head whose body it will then cut (router: 502, not a
+    truncated 200)."""
+
+    async def head_only(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(b"HTTP/1.1 200 OK\r\ncontent-length: 10240\r\n\r\n")
+        await peer.wait_eof()
+
+    async with raw_server(head_only) as server:
+        async with HTTPPool(server.url, max_response_bytes=4096) as pool:
+            with trio.fail_after(5):
+                with pytest.raises(ResponseTooLarge, match=r"Content-Length: 10240"):
+                    async with pool.stream("GET", "/"):
+                        pass
+            assert pool.stats["open"] == 0
+
+
 async def test_invalid_requests_are_refused_before_anything_is_sent() -> None:
     pool = HTTPPool("http://127.0.0.1:9")
     with pytest.raises(ValueError, match="invalid request"):
