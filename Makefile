@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck unit system-deps test-deps llama bench clean
+.PHONY: up test lint typecheck unit system-deps test-deps llama bench clean web
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,9 +42,16 @@ llama: $(STAMP)
 	./scripts/llama-wheel.sh $(VENV)
 
 # GATE_REQUIRE_LLAMA=1: tests that need the real engine fail, rather than skip, without it.
+# GATE_REQUIRE_BROWSER=1: the same for the browser tests (tests/web) and Debian's chromium.
 test: test-deps $(STAMP) llama
 	$(MAKE) lint typecheck
-	GATE_REQUIRE_LLAMA=1 $(BIN)/python -m pytest -q
+	GATE_REQUIRE_LLAMA=1 GATE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+
+# Development only: rebuilds the web UI's vendored modules (static/vendor/, committed) from
+# the versions pinned in web/package-lock.json. Needs Node.js and npm; CI never runs this.
+web:
+	cd web && npm ci --no-audit --no-fund
+	cd web && node build.mjs
 
 bench: $(STAMP)
 	$(BIN)/python bench/reconcile.py

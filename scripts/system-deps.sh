@@ -7,10 +7,12 @@
 # iproute2: the network-namespace test (`ip netns`, veth pairs).
 # nix-bin: `nix-instantiate --parse flake.nix` checks the flake.
 # fish, zsh: `gate completion` scripts are loaded in the shells they are for.
+# chromium: the web UI's browser tests (tests/web) drive it through playwright, which cannot
+#   download a browser of its own here.
 set -euo pipefail
 needed=(libgmp-dev)
 if [ "${1:-}" = "test" ]; then
-    needed+=(openssl iproute2 nix-bin fish zsh)
+    needed+=(openssl iproute2 nix-bin fish zsh chromium)
 fi
 missing=()
 for pkg in "${needed[@]}"; do
