@@ -3,14 +3,16 @@ sessions they open, Host and Origin checks, and the limit on failed attempts."""
 
 from __future__ import annotations
 
-__all__ = ("Gatekeeper", "Refusal", "SESSION_COOKIE")
+__all__ = ("Gatekeeper", "Reason", "Refusal", "SESSION_COOKIE")
 
+import hashlib
 import hmac
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from gate_runner.components.sites import LOOPBACK_NAMES, SitePolicy, host_of
 
@@ -26,10 +28,31 @@ LOGIN_TTL = 120.0
 MAX_FAILURES = 10
 FAIL_WINDOW = 60.0
 _MAX_TRACKED = 4096  # client addresses remembered; the oldest go first
+# Spent login codes (used or expired) are remembered this long, so that the page can say
+# which it was and what to do; only their digests, and at most _MAX_SPENT of them.
+SPENT_TTL = 24 * 3600.0
+_MAX_SPENT = 1024
 _NO_CREDENTIAL = (
     "missing or wrong bearer token (it is in dataDir/control.token; "
     "a browser logs in with the link from `gate ui`)"
 )
+_SESSION_OVER = "this browser's session has ended; log in again with the link from `gate ui`"
+
+
+# Why a request was refused, for the pages that explain it: a foreign Host, a cross-site
+# request, a lockout, a missing or wrong credential, a session cookie that names no live
+# session (ended, expired, or from before a restart), and a login code never issued here,
+# used already or expired.
+Reason = Literal[
+    "host",
+    "cross-site",
+    "locked",
+    "credential",
+    "session",
+    "login-unknown",
+    "login-used",
+    "login-expired",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +60,7 @@ class Refusal:
     status: int
     message: str
     headers: Mapping[str, str]
+    reason: Reason
 
 
 class Gatekeeper:
@@ -68,7 +92,10 @@ class Gatekeeper:
             hosts=[host_of(o.split("://", 1)[1]) for o in extra],
             origins=[*own, *extra],
         )
-        self._logins: dict[str, float] = {}  # one-time code -> expiry
+        # Login codes are kept as their SHA-256 digests: a lookup's timing then tells a
+        # guesser nothing about how close a guess came, and a memory dump holds no live code.
+        self._logins: dict[bytes, float] = {}  # code digest -> expiry
+        self._spent: dict[bytes, tuple[Reason, float]] = {}  # code digest -> why, forget at
         self._sessions: dict[str, float] = {}  # session id -> expiry
         self._failures: dict[str, deque[float]] = {}
 
@@ -97,10 +124,11 @@ class Gatekeeper:
     ) -> Refusal | None:
         """The DNS-rebinding and cross-site checks alone (the login link has no token)."""
         if not self.host_allowed(host):
-            return Refusal(421, f"Host {host[:100]!r} is not this node's control address", {})
+            message = f"Host {host[:100]!r} is not this node's control address"
+            return Refusal(421, message, {}, "host")
         if self._sites.cross_site_refused(origin, fetch_site):
             where = f"Origin {origin[:100]!r}" if origin is not None else "another site"
-            return Refusal(403, f"cross-site request from {where} refused", {})
+            return Refusal(403, f"cross-site request from {where} refused", {}, "cross-site")
         return None
 
     def check(
@@ -129,17 +157,18 @@ class Gatekeeper:
             return self.failed(client)
         if cookie_session is not None:
             if not self._session_valid(cookie_session):
-                return self.failed(client)
+                return self.failed(client, "session")
             # A cookie rides along on any request the browser makes: only a same-origin
             # page (Origin present and ours, checked above) may use it.
             if origin is not None or navigation:
                 return None
-        return Refusal(401, _NO_CREDENTIAL, {"WWW-Authenticate": "Bearer"})
+        return Refusal(401, _NO_CREDENTIAL, {"WWW-Authenticate": "Bearer"}, "credential")
 
-    def failed(self, client: str) -> Refusal:
+    def failed(self, client: str, reason: Reason = "credential") -> Refusal:
         """Count a wrong credential and say what to fix."""
         self._count_failure(client)
-        return Refusal(401, _NO_CREDENTIAL, {"WWW-Authenticate": "Bearer"})
+        message = _SESSION_OVER if reason == "session" else _NO_CREDENTIAL
+        return Refusal(401, message, {"WWW-Authenticate": "Bearer"}, reason)
 
     def _too_many(self, wait: float) -> Refusal:
         seconds = max(1, int(wait + 0.999))
@@ -147,6 +176,7 @@ class Gatekeeper:
             429,
             f"too many failed attempts from this address; try again in {seconds}s",
             {"Retry-After": str(seconds)},
+            "locked",
         )
 
     def _locked_for(self, client: str) -> float | None:
@@ -173,21 +203,24 @@ class Gatekeeper:
         """A one-time code for /login and its expiry as a wall-clock time."""
         self._expire()
         code = secrets.token_urlsafe(32)
-        self._logins[code] = self._clock() + ttl
+        self._logins[_digest(code)] = self._clock() + ttl
         return code, time.time() + ttl
 
     def redeem(self, code: str, *, client: str) -> str | Refusal:
-        """Trade a login code for a new session id; a code works once."""
+        """Trade a login code for a new session id; a code works once. A refused code
+        counts as a failed attempt, whether it was never issued, used or expired."""
         wait = self._locked_for(client)
         if wait is not None:
             return self._too_many(wait)
         self._expire()
-        expiry = self._logins.pop(code, None)
+        digest = _digest(code)
+        expiry = self._logins.pop(digest, None)
         if expiry is None:
             self._count_failure(client)
-            return Refusal(
-                401, "this login link was used already or has expired; run `gate ui` again", {}
-            )
+            spent = self._spent.get(digest)
+            reason: Reason = spent[0] if spent is not None else "login-unknown"
+            return Refusal(401, _LOGIN_REFUSED[reason], {}, reason)
+        self._spend(digest, "login-used")
         session = secrets.token_urlsafe(32)
         self._sessions[session] = self._clock() + SESSION_TTL
         return session
@@ -199,12 +232,32 @@ class Gatekeeper:
         expiry = self._sessions.get(session)
         return expiry is not None and expiry > self._clock()
 
+    def _spend(self, digest: bytes, reason: Reason) -> None:
+        self._spent[digest] = (reason, self._clock() + SPENT_TTL)
+        while len(self._spent) > _MAX_SPENT:  # insertion order: the oldest go first
+            del self._spent[next(iter(self._spent))]
+
     def _expire(self) -> None:
         now = self._clock()
-        for table in (self._logins, self._sessions):
-            for key in [k for k, expiry in table.items() if expiry <= now]:
-                del table[key]
+        for digest in [d for d, expiry in self._logins.items() if expiry <= now]:
+            del self._logins[digest]
+            self._spend(digest, "login-expired")
+        for session in [s for s, expiry in self._sessions.items() if expiry <= now]:
+            del self._sessions[session]
+        for spent in [d for d, (_, forget) in self._spent.items() if forget <= now]:
+            del self._spent[spent]
 
     @property
     def secure_cookies(self) -> bool:
         return self._scheme == "https"
+
+
+_LOGIN_REFUSED: dict[Reason, str] = {
+    "login-unknown": "this login link is not valid here; run `gate ui` again for a new one",
+    "login-used": "this login link was used already; run `gate ui` again for a new one",
+    "login-expired": "this login link has expired; run `gate ui` again for a new one",
+}
+
+
+def _digest(code: str) -> bytes:
+    return hashlib.sha256(code.encode()).digest()
