@@ -17,6 +17,7 @@ from gate_runner.components.base import Component
 from gate_runner.components.certs import CertsComponent
 from gate_runner.components.control import ControlComponent, ControlSlice
 from gate_runner.components.control.methods import Serving, node_methods
+from gate_runner.components.control.pairing import pairing_methods
 from gate_runner.components.discovery import DiscoveryComponent
 from gate_runner.components.p2p import P2PComponent
 from gate_runner.components.providers import ProviderComponent
@@ -27,6 +28,7 @@ from gate_runner.providers.registry import ProviderRegistry
 from gate_runner.reconcile.kind import Assembly, Runtime
 from gate_runner.router import Proxy
 from gate_runner.spec import NODE, NodeSpec, SpecKind
+from gate_runner.state.pending import PendingPeers
 from gate_runner.state.requests import RequestLog, RequestRecord
 
 
@@ -80,16 +82,19 @@ class NodeKind:
         await tg.start(requests.run)
         await tg.start(router.run)
 
+        # Peers not in the spec that dialed in: kept for approval (peers.pending).
+        pending = PendingPeers(runtime.state)
         p2p = P2PComponent(
             identity=runtime.identity,
             peers=peers,
             providers=providers,
             router=router,
             state=runtime.state,
+            pending=pending,
         )
 
         def methods(serving: Serving) -> dict[str, Any]:
-            return node_methods(
+            table = node_methods(
                 serving,
                 requests=requests,
                 providers=providers,
@@ -97,6 +102,16 @@ class NodeKind:
                 state=runtime.state,
                 probe=p2p.probe,
             )
+            table.update(
+                pairing_methods(
+                    node=serving.node,
+                    identity=runtime.identity,
+                    pending=pending,
+                    listen_addrs=p2p.listen_addrs,
+                    add_peer=table["peers.add"],
+                )
+            )
+            return table
 
         def peer_status() -> dict[str, Any]:
             return {

@@ -179,7 +179,7 @@ def test_bash_completes_commands_subcommands_and_values() -> None:
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == [
         "peers",
-        "add ls rm test --help -h",
+        "accept add approve ignore invite ls pending rm test --help -h",
         "table json yaml",
         "--level",
     ]
@@ -195,7 +195,7 @@ def test_fish_completes_commands_with_descriptions() -> None:
         check=True,
     )
     names = [line.split("\t")[0] for line in out.stdout.splitlines()]
-    assert names == ["add", "ls", "rm", "test"]
+    assert names == ["accept", "add", "approve", "ignore", "invite", "ls", "pending", "rm", "test"]
     assert "remove a peer" in out.stdout
 
 

@@ -8,6 +8,7 @@ __all__ = (
     "CONTRACTS",
     "ERRORS",
     "EVENT_SCHEMAS",
+    "PAIRING_CONTRACTS",
     "MethodContract",
     "contracts_for",
     "openrpc_document",
@@ -232,7 +233,7 @@ class MethodContract:
 
 _SPEC_ERRORS = (SPEC_INVALID, CONFLICT, GATE_ERROR)
 
-CONTRACTS: tuple[MethodContract, ...] = (
+_SPEC_AND_STATUS: tuple[MethodContract, ...] = (
     MethodContract(
         "node.status",
         "The node: identity, spec generations, components, peers.",
@@ -429,6 +430,116 @@ CONTRACTS: tuple[MethodContract, ...] = (
         "rpc.discover", "This document (OpenRPC service discovery).", _params(), {"type": "object"}
     ),
 )
+
+# -- pairing (components/control/pairing.py) ------------------------------------------------
+
+# What a peer may use of this node, as peers.add takes it (one definition, shared).
+_GRANT_PARAMS = {
+    key: next(c for c in _SPEC_AND_STATUS if c.name == "peers.add").params["properties"][key]
+    for key in ("trusted", "models", "rateLimit")
+}
+_PEER_REF = _obj({"name": _STR, "peerId": _STR, "addrs": _list(_STR)})
+_PAIRED_RESULT = {
+    **_APPLY_RESULT,
+    "properties": {**_APPLY_RESULT["properties"], "peer": _PEER_REF},
+}
+_PEER_ID_PARAM = {**_STR, "maxLength": 128, "description": "peer id (12D3KooW...), hex or label"}
+_PENDING = _obj(
+    {
+        "peerId": _STR,
+        "name": {**_STR_OR_NULL, "description": "the name it gave itself in its hello"},
+        "address": {**_STR_OR_NULL, "description": "host:port its connection came from"},
+        "firstSeen": {**_NUM, "description": "unix seconds"},
+        "lastSeen": {**_NUM, "description": "unix seconds (updated at most once a minute)"},
+        "count": {**_INT, "description": "hellos and requests seen from it"},
+    }
+)
+
+PAIRING_CONTRACTS: tuple[MethodContract, ...] = (
+    MethodContract(
+        "peers.invite",
+        "This node's invite: its peer id, dialable addresses and name, signed by its key. "
+        "A friend's node adds this node by accepting it (peers.accept).",
+        _params(
+            optional={
+                "ttl": {
+                    **_NUM,
+                    "minimum": 60,
+                    "maximum": 30 * 86400,
+                    "description": "seconds the invite stays valid (default 7 days)",
+                }
+            }
+        ),
+        _obj(
+            {
+                "invite": {**_STR, "description": "the token: gate-invite:v1:..."},
+                "link": {**_STR, "description": "the invite in a link to the web UI"},
+                "expiresAt": _STR,
+                "peerId": _STR,
+                "name": _STR,
+                "addrs": _list(_STR),
+            },
+            {"note": {**_STR, "description": "why a friend may not be able to dial it"}},
+        ),
+    ),
+    MethodContract(
+        "peers.accept",
+        "Add the node of a friend's invite to the spec (as peers.add, through spec.apply), "
+        "after checking its signature, expiry and addresses.",
+        _params(
+            {
+                # No maxLength: the invite's own check refuses an oversized paste with a
+                # message that says so (the 2 MiB body limit bounds what arrives).
+                "invite": {
+                    **_STR,
+                    "description": "the gate-invite:v1:... text, or a link that carries it",
+                }
+            },
+            {
+                "name": {**_STR, "description": "the peer's name here (default: the invite's)"},
+                **_GRANT_PARAMS,
+                **_EXPECTED,
+                **_WAIT,
+            },
+        ),
+        _PAIRED_RESULT,
+        mutates=True,
+        errors=_SPEC_ERRORS,
+    ),
+    MethodContract(
+        "peers.pending",
+        "Peers not in the spec that dialed in or said hello, most recent first (kept 7 days, "
+        "at most 100); nothing reaches the spec until one is approved.",
+        _params(),
+        _list(_PENDING),
+    ),
+    MethodContract(
+        "peers.approve",
+        "Add a pending peer to the spec (as peers.add, through spec.apply) and drop its request.",
+        _params(
+            {"peerId": _PEER_ID_PARAM},
+            {
+                "name": {**_STR, "description": "the peer's name here (default: the one it gave)"},
+                **_GRANT_PARAMS,
+                **_EXPECTED,
+                **_WAIT,
+            },
+        ),
+        _PAIRED_RESULT,
+        mutates=True,
+        errors=_SPEC_ERRORS,
+    ),
+    MethodContract(
+        "peers.ignore",
+        "Hide a pending request; the spec does not change. The peer stays hidden while it "
+        "keeps dialing, and may ask again after 7 days of silence.",
+        _params({"peerId": _PEER_ID_PARAM}),
+        _obj({"ignored": _BOOL, "peerId": _STR}),
+    ),
+)
+
+# Every method of the control plane; a kind serves its subset (contracts_for).
+CONTRACTS: tuple[MethodContract, ...] = (*_SPEC_AND_STATUS, *PAIRING_CONTRACTS)
 
 ERRORS: tuple[dict[str, Any], ...] = (
     {"code": PARSE_ERROR, "message": "Parse error", "data": "none: the body is not JSON"},

@@ -1,5 +1,6 @@
 """An inbound request from a peer: the trust check, the model permit that comes before the
-rate limiter, the rate limit, and handing the request to the router."""
+rate limiter, the rate limit, and handing the request to the router. A request from a peer
+not in the spec is also noted as a pending request (at most one write a minute per peer)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from gate_runner.p2p import P2PRequest, ResponseSender
     from gate_runner.peers import PeerTable
     from gate_runner.router import Proxy
+    from gate_runner.state.pending import PendingPeers
     from gate_runner.trust import RateLimiter, TrustPolicy
 
 # The component's one logger, under the name it had before it became a package.
@@ -31,10 +33,15 @@ async def admit(
     limiter: RateLimiter,
     peers: PeerTable,
     router: Proxy,
+    pending: PendingPeers | None = None,
 ) -> None:
-    """Serve one request from a peer through the router, or answer it with an OpenAI error."""
+    """Serve one request from a peer through the router, or answer it with an OpenAI error.
+    ``pending`` notes a peer that is not in the spec; a known peer costs it nothing."""
     remote = request.remote_peer
-    name = policy.name_of(remote) or remote
+    known = policy.name_of(remote)
+    name = known or remote
+    if known is None and pending is not None:
+        await pending.record(peer_id=remote)
     decision = policy.admit(remote)
     if not decision.allowed:
         log.warning(

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from gate_runner.providers.registry import ProviderRegistry
     from gate_runner.router import Proxy
     from gate_runner.state import StateDB
+    from gate_runner.state.pending import PendingPeers
 
 # The component's one logger, under the name it had before it became a package.
 log = logging.getLogger("gate_runner.components.p2p")
@@ -73,12 +74,14 @@ class P2PComponent:
         providers: ProviderRegistry,
         router: Proxy,
         state: StateDB,
+        pending: PendingPeers | None = None,
     ) -> None:
         self._identity = identity
         self._peers = peers
         self._providers = providers
         self._router = router
         self._state = state
+        self._pending = pending
         self._live: _Live | None = None
         # While the instance loads py-libp2p, in-place updates land here and are applied
         # as soon as the host is up.
@@ -185,6 +188,11 @@ class P2PComponent:
 
     # -- what the host, the peer table and the links call ------------------------------------
 
+    def listen_addrs(self) -> list[str]:
+        """The addresses the host listens on now (none while it is not up), for invites."""
+        live = self._live
+        return list(live.host.listen_addrs()) if live is not None else []
+
     async def probe(self, peer_id: str) -> None:
         """peers.test: connect if needed, then one hello round trip (records the RTT)."""
         live = self._live
@@ -224,6 +232,8 @@ class P2PComponent:
             remote=remote,
             offer=functools.partial(self._hello_for, live, remote),
             take=self._take_hello,
+            policy=live.policy,
+            pending=self._pending,
         )
 
     def _hello_for(self, live: _Live, peer_id: str) -> dict[str, Any]:
@@ -262,4 +272,5 @@ class P2PComponent:
             limiter=live.limiter,
             peers=self._peers,
             router=self._router,
+            pending=self._pending,
         )

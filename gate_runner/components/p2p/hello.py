@@ -1,5 +1,6 @@
 """The hello between two nodes: what we tell a peer, what we take from its hello, and its
-models registered as routing targets (or forgotten while it is away)."""
+models registered as routing targets (or forgotten while it is away). A hello from a peer
+not in the spec is noted as a pending request."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from gate_runner.providers.registry import ProviderRegistry
     from gate_runner.spec import PeerSpec
     from gate_runner.state import StateDB
+    from gate_runner.state.pending import PendingPeers
     from gate_runner.trust import TrustPolicy
 
 # The component's one logger, under the name it had before it became a package.
@@ -107,13 +109,26 @@ async def answer_hello(
     remote: str,
     offer: Callable[[], Hello],
     take: Callable[[str, Hello], None],
+    policy: TrustPolicy | None = None,
+    pending: PendingPeers | None = None,
 ) -> None:
-    """A peer's hello: hand it to ``take``, then answer with ``offer()``."""
+    """A peer's hello: hand it to ``take``, then answer with ``offer()``. A peer that
+    ``policy`` does not name (not in spec.peers) is noted in ``pending``, after the answer
+    so that it does not wait on the write; a declared peer's hello never touches it."""
     from gate_runner.p2p import read_json, write_json
 
     message = await read_json(stream, max_size=MAX_HELLO)
     take(remote, message)
     await write_json(stream, offer())
+    if pending is not None and policy is not None and policy.name_of(remote) is None:
+        announced = message.get("name")
+        await pending.record(
+            peer_id=remote,
+            name=announced if isinstance(announced, str) else None,
+            # The stream does not expose its connection's address yet (P2PStream wraps
+            # libp2p's NetStream, whose get_remote_address() has it).
+            address=None,
+        )
 
 
 def take_hello(*, peers: PeerTable, peer_id: str, message: Hello) -> PeerState | None:
