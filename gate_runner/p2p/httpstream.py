@@ -42,6 +42,7 @@ from gate_runner.p2p.frames import (
     write_frame,
 )
 from gate_runner.p2p.stream import P2PStream, StreamError, StreamReset
+from gate_runner.wire.openai import OpenAIError, error_response, openai_error
 
 log = logging.getLogger("gate.p2p.http")
 
@@ -264,15 +265,6 @@ def _check_status(status: int) -> None:
         raise ValueError(f"HTTP status must be an int in 100..599, got {status!r}")
 
 
-def _error_body(message: str, type_: str) -> bytes:
-    # OpenAI's error shape (DESIGN.md 7): the peer's API layer passes it on as it is.
-    error = {"message": message, "type": type_, "param": None, "code": None}
-    return json.dumps({"error": error}).encode()
-
-
-_JSON: Final = (("content-type", "application/json"),)
-
-
 def _parse_request_head(head: dict[str, Any]) -> tuple[str, str, Headers]:
     method, path = head.get("method"), head.get("path")
     if not isinstance(method, str) or not method or not method.isascii() or " " in method:
@@ -410,8 +402,7 @@ async def _exchange(
         return await _answer_failure(send, body, failure, remote_peer_id, method, path)
     if not send.started:
         log.error("the handler for %s %s sent no response", method, path)
-        message = "the peer's handler sent no response"
-        await send.respond(500, _JSON, _error_body(message, "server_error"))
+        await _respond(send, OpenAIError.internal("the peer's handler sent no response"))
     await send._finish()
     return await _drain(body)
 
@@ -429,13 +420,12 @@ async def _answer_failure(
         log.warning("the handler for %s %s failed mid-response: %r", method, path, failure)
         return False
     if isinstance(failure, RequestBodyTooLarge):
-        await send.respond(413, _JSON, _error_body(str(failure), "invalid_request_error"))
+        too_large = OpenAIError(str(failure), status=413, type="invalid_request_error")
+        await _respond(send, too_large)
         return False  # the rest of the body is still on its way: the stream is out of step
     if isinstance(failure, FrameError):
         raise failure  # the client broke the framing; the host logs it and resets
-    if isinstance(failure, GateError):
-        message = str(failure)
-    else:
+    if not isinstance(failure, GateError):
         log.error(
             "the handler for %s %s from %s failed",
             method,
@@ -443,9 +433,13 @@ async def _answer_failure(
             remote_peer_id,
             exc_info=failure,
         )
-        message = "the peer's handler failed"
-    await send.respond(500, _JSON, _error_body(message, "server_error"))
+    await _respond(send, openai_error(failure))
     return await _drain(body)
+
+
+async def _respond(send: ResponseSender, error: OpenAIError) -> None:
+    status, headers, body = error_response(error)
+    await send.respond(status, headers, body)
 
 
 async def _drain(body: RequestBody) -> bool:

@@ -42,6 +42,7 @@ from gate_runner.wire.openai import (
     CompletionRequest,
     EmbeddingsRequest,
     OpenAIError,
+    error_response,
 )
 from gate_runner.wire.sse import StreamEnd, encode_json
 
@@ -616,13 +617,11 @@ class Proxy:
 
 
 async def send_error(send: Send, error: OpenAIError, *, request_id: str | None = None) -> None:
-    body = json.dumps(error.body()).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    headers.extend((k.lower().encode(), v.encode()) for k, v in error.headers().items())
+    """``error`` as an ASGI response (wire/openai.py's error_response)."""
+    status, fields, body = error_response(error)
+    headers = [(k.lower().encode(), v.encode()) for k, v in fields]
+    headers.append((b"content-length", str(len(body)).encode()))
     if request_id:
         headers.append((b"x-request-id", request_id.encode()))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -16,12 +16,15 @@ __all__ = (
     "EmbeddingsRequest",
     "OpenAIError",
     "Operation",
+    "error_response",
+    "openai_error",
     "parse_model_target",
     "validate_chat",
     "validate_completion",
     "validate_embeddings",
 )
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -171,6 +174,29 @@ class OpenAIError(GateError):
     def internal(cls, message: str, *, hint: str | None = None) -> OpenAIError:
         """A bug in Gate itself; OpenAI calls its own failures ``server_error``."""
         return cls(message, status=500, type="server_error", hint=hint)
+
+
+# -- the error boundary: every failure of a request, as the client sees it ------------------
+
+
+def openai_error(failure: Exception) -> OpenAIError:
+    """What a client is told of ``failure``, raised while serving its request before any of
+    the response went out. The one boundary for the API and for requests from peers: an
+    OpenAIError as it is, another GateError (which says what to fix) as a 500 with its
+    words, and anything else as a 500 that names no internals (the node logs it)."""
+    if isinstance(failure, OpenAIError):
+        return failure
+    if isinstance(failure, GateError):
+        return OpenAIError.internal(failure.message, hint=failure.hint)
+    return OpenAIError.internal(
+        "the node failed to serve this request", hint="its log (`gate logs`) has the cause"
+    )
+
+
+def error_response(error: OpenAIError) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The status, headers and JSON body of ``error``: the OpenAI shape, with Retry-After."""
+    headers = [("content-type", "application/json"), *error.headers().items()]
+    return error.status, headers, json.dumps(error.body()).encode()
 
 
 def parse_model_target(model: str) -> tuple[str, str | None]:

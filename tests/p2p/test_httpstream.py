@@ -21,6 +21,7 @@ from gate_runner.p2p import (
 )
 from gate_runner.p2p.frames import encode_frame, read_frame, write_frame, write_json
 from gate_runner.p2p.httpstream import MAX_BODY_FRAME, MAX_HEAD
+from gate_runner.wire.openai import OpenAIError
 from tests.p2p.helpers import connected, new_host, running, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -75,6 +76,8 @@ class Server:
                 self.cancelled.set()
         elif request.path == "/fail":
             raise RuntimeError("handler bug")
+        elif request.path == "/refuse":
+            raise OpenAIError.rate_limited("slow down", retry_after=3)
         elif request.path == "/fail-mid":
             await send.start(200)
             await send.send(b"partial")
@@ -313,6 +316,22 @@ async def test_a_failing_handler_gives_500_and_the_stream_is_reused(
             assert r.status == 204 and await r.read() == b""
         async with client.request(a.peer_id, "GET", "/echo") as response:
             assert response.status == 201
+        assert client.streams_opened == 1
+
+
+async def test_an_openai_error_raised_by_a_handler_is_answered_as_it_is(
+    pair: tuple[P2PHost, P2PHost, Server, P2PHttpClient],
+) -> None:
+    """The error boundary (wire/openai.py openai_error) keeps a refusal's status, type and
+    Retry-After: admission raises its 403 and 429 rather than writing them itself."""
+    a, b, _, client = pair
+    async with running(a, b):
+        await connected(b, a)
+        async with client.request(a.peer_id, "POST", "/refuse", body=b"{}") as response:
+            assert response.status == 429
+            assert response.header("retry-after") == "3"
+            error = json.loads(await response.read())["error"]
+            assert error["type"] == "rate_limit_error" and "slow down" in error["message"]
         assert client.streams_opened == 1
 
 

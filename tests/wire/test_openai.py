@@ -4,6 +4,7 @@ what to fix), the error object, and the ``name@peer`` model target."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from gate_runner.errors import GateError
 from gate_runner.wire.openai import (
     ChatRequest,
     OpenAIError,
+    error_response,
+    openai_error,
     parse_model_target,
     validate_chat,
     validate_completion,
@@ -298,6 +301,23 @@ ERRORS: list[tuple[OpenAIError, int, str, str | None, str | None]] = [
     (OpenAIError.no_provider("none"), 503, "api_error", None, "no_provider_available"),
     (OpenAIError.upstream_timeout("slow"), 504, "api_error", None, "upstream_timeout"),
 ]
+
+
+def test_the_error_boundary_keeps_refusals_and_hides_bugs() -> None:
+    refusal = OpenAIError.rate_limited("slow down", retry_after=2.1)
+    assert openai_error(refusal) is refusal
+    status, headers, body = error_response(refusal)
+    assert status == 429 and ("Retry-After", "3") in headers
+    assert ("content-type", "application/json") in headers
+    assert json.loads(body) == refusal.body()
+
+    said = openai_error(GateError("state.db is full", hint="free space"))
+    assert said.status == 500 and said.type == "server_error"
+    assert str(said) == "state.db is full (free space)"  # a GateError says what to fix
+
+    bug = openai_error(KeyError("secret-internal-name"))
+    assert bug.status == 500 and "secret-internal-name" not in str(bug)
+    assert "gate logs" in str(bug)
 
 
 @pytest.mark.parametrize(("error", "status", "type_", "param", "code"), ERRORS)

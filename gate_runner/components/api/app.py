@@ -10,14 +10,18 @@ __all__ = ("ApiApp",)
 
 import hmac
 import json
+import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from gate_runner.components.sites import SitePolicy
+from gate_runner.httpclient import UpstreamError
 from gate_runner.providers.registry import ProviderRegistry
-from gate_runner.router import Proxy, send_error
+from gate_runner.router import ClientGone, Proxy, send_error
 from gate_runner.wire.asgi import Receive, Scope, Send
-from gate_runner.wire.openai import ENDPOINT_BY_PATH, NO_PROVIDER_HINT, OpenAIError
+from gate_runner.wire.openai import ENDPOINT_BY_PATH, NO_PROVIDER_HINT, OpenAIError, openai_error
+
+log = logging.getLogger(__name__)
 
 # What a web app listed in listen.cors.origins may do and read.
 _CORS_METHODS = b"GET, POST, OPTIONS"
@@ -109,8 +113,15 @@ class ApiApp:
                         return
                     send = _with_cors(send, origin)
                 await self._http(scope, receive, send)
-            except OpenAIError as e:
+            except OpenAIError as e:  # refused before any response (the router answers its own)
                 await send_error(send, e)
+            except (UpstreamError, ClientGone):
+                raise  # mid-response: cutting the connection is all that is left
+            except Exception as e:
+                # The error boundary (wire/openai.py openai_error), as on the P2P side: a bug
+                # still gets an OpenAI-shaped 500, not the server's bare one.
+                log.exception("serving %s %s failed", scope["method"], scope["path"])
+                await send_error(send, openai_error(e))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 

@@ -35,7 +35,8 @@ async def admit(
     router: Proxy,
     pending: PendingPeers | None = None,
 ) -> None:
-    """Serve one request from a peer through the router, or answer it with an OpenAI error.
+    """Serve one request from a peer through the router, or raise the OpenAIError it is
+    refused with (the P2P server's error boundary answers it: p2p/httpstream.py).
     ``pending`` notes a peer that is not in the spec; a known peer costs it nothing."""
     remote = request.remote_peer
     known = policy.name_of(remote)
@@ -50,19 +51,14 @@ async def admit(
             decision.reason,
             extra={"peer": name},
         )
-        await _respond_error(send, OpenAIError.forbidden(decision.reason))
-        return
+        raise OpenAIError.forbidden(decision.reason)
     endpoint = ENDPOINT_BY_PATH.get(request.path)
     if endpoint is None or request.method != endpoint.method:
-        await _respond_error(
-            send,
-            OpenAIError(
-                f"no route for {request.method} {request.path} over P2P",
-                status=404,
-                type="invalid_request_error",
-            ),
+        raise OpenAIError(
+            f"no route for {request.method} {request.path} over P2P",
+            status=404,
+            type="invalid_request_error",
         )
-        return
     body = await request.body.read()
     access = PeerAccess(remote, name, policy)
     # A request for a model this peer may not use costs it nothing: it skips the rate
@@ -73,13 +69,9 @@ async def admit(
         admitted = limiter.acquire(remote, policy.limits.get(remote))
         if not admitted.allowed:
             log.info("rate limited peer %s: %s", name, admitted.reason, extra={"peer": name})
-            await _respond_error(
-                send,
-                OpenAIError.rate_limited(
-                    f"peer {name} is {admitted.reason}", retry_after=admitted.retry_after
-                ),
+            raise OpenAIError.rate_limited(
+                f"peer {name} is {admitted.reason}", retry_after=admitted.retry_after
             )
-            return
     state = peers.get(remote)
     if state is not None:
         state.requests_served += 1
@@ -112,8 +104,3 @@ def _requested_model(body: bytes) -> str | None:
         return parse_model_target(model)[0]
     except OpenAIError:
         return None
-
-
-async def _respond_error(send: ResponseSender, error: OpenAIError) -> None:
-    headers = [("content-type", "application/json"), *error.headers().items()]
-    await send.respond(error.status, headers, json.dumps(error.body()).encode())
