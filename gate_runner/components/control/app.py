@@ -285,11 +285,8 @@ def build_app(
     gatekeeper: Gatekeeper,
     events: EventBus,
     stopping: anyio.Event,
-    node_name: Callable[[], str] | None = None,
     metrics: Callable[[str | None], tuple[bytes, str]],
 ) -> ASGIApp:
-    """``node_name`` is no longer read (the shell is a static file; the app asks
-    node.status); it stays a parameter until component.py stops passing it."""
     static = _static()
 
     def refused(conn: HTTPConnection) -> Refusal | None:

@@ -93,13 +93,11 @@ class ControlComponent(Generic[S]):
             tls=security.tls,
             extra_origins=security.origins,
         )
-        node = self._node
         return build_app(
-            dispatcher=self._dispatcher(Serving(node, ctx.stopping, gatekeeper)),
+            dispatcher=self._dispatcher(Serving(self._node, ctx.stopping, gatekeeper)),
             gatekeeper=gatekeeper,
             events=self._events,
             stopping=ctx.stopping,
-            node_name=lambda: str(node.status()["name"]),
             metrics=self._metrics.render,
         )
 
