@@ -1,5 +1,7 @@
-// Placeholder until the real app lands: proves the shell, its CSP and the session work.
+// The web UI's entry: draw the shell into #app. Pages live in pages/, shared pieces in ui/.
+import { html, render } from "./ui/kit.js";
+import { Shell } from "./ui/shell.js";
+
 const root = document.getElementById("app");
-const heading = document.createElement("h1");
-heading.textContent = "Gate";
-root.replaceChildren(heading);
+root.replaceChildren(); // the "Loading Gate…" placeholder of index.html
+render(html`<${Shell} />`, root);

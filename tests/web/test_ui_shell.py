@@ -1,0 +1,37 @@
+"""The web UI against a real `gate up`: the one-time link logs in, the shell draws every
+page with the live socket open, and nothing reaches another origin."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.rig import GateNode
+from tests.web.conftest import PageLog
+from tests.web.ui import login, open_page
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+    from tests.web.conftest import Axe, Shot
+
+PAGES = ["dashboard", "peers", "providers", "try", "config", "requests", "logs"]
+
+
+@pytest.fixture
+def ui_node(node: GateNode) -> GateNode:
+    return node
+
+
+def test_the_link_opens_the_shell_and_every_page(
+    ui_node: GateNode, page: Page, page_log: PageLog, shot: Shot, axe: Axe
+) -> None:
+    login(page, ui_node)
+    assert page.locator(".top .brand").inner_text().strip() == "test-node"
+    for name in PAGES:
+        open_page(page, ui_node, name)
+        page.wait_for_selector("main#main h1.page-title")
+        assert axe(page) == [], name
+    assert page_log.console_errors() == [] and page_log.page_errors == []
+    shot(page, "shell")
