@@ -13,6 +13,8 @@ export const PAGES = [
 ];
 
 function currentPath() {
+  // An invite link (…/#invite=<token>, wire/invite.py invite_link) opens Peers, which reads it.
+  if (location.hash.startsWith("#invite=")) return "peers";
   const path = location.hash.replace(/^#\/?/, "").split("?")[0];
   return PAGES.some((p) => p.path === path) || path === "setup" ? path : "dashboard";
 }
