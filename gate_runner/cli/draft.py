@@ -5,7 +5,6 @@ spec loader's own rules), where the key comes from, the engine probe, and the co
 from __future__ import annotations
 
 __all__ = (
-    "PROBE_TIMEOUT",
     "TRUST_MODES",
     "BadAnswer",
     "Draft",
@@ -39,12 +38,11 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import anyio
-import httpx
 import yaml
 
 from gate_runner.errors import GateError, SpecError, SpecIssue
 from gate_runner.identity import Identity
-from gate_runner.spec import NODE, canonical_yaml, load_spec
+from gate_runner.spec import NODE, ProviderSpec, canonical_yaml, load_spec
 from gate_runner.spec.model import (
     DEFAULT_API,
     DEFAULT_CONTROL,
@@ -52,16 +50,13 @@ from gate_runner.spec.model import (
     DEFAULT_DISCOVERY_TARGETS,
     DEFAULT_KEY_FILE,
     DEFAULT_P2P,
+    PROVIDER_TIMEOUTS,
 )
 from gate_runner.spec.validate import load_schema
 
 API_VERSION: Final = "gate.hellas.ai/v1"
 TRUST_MODES: Final = ("private", "friends", "public")
 DISCOVERY_INTERVAL: Final = "30s"
-# Probes are a one-off at setup: an engine that has not answered in 2 s (the discovery
-# component's own probe timeout) is reported as absent rather than making the user wait.
-PROBE_TIMEOUT: Final = 2.0
-_CONNECT_TIMEOUT: Final = 1.0
 # An Ed25519 PKCS#8 PEM is 119 bytes; a bigger file is not read whole (identity/keys.py agrees).
 _MAX_PEM: Final = 64 * 1024
 _SHOWN_MODELS: Final = 3
@@ -382,40 +377,27 @@ class Probe:
         return f"{where}: found {self.detail} with {models}"
 
 
-async def _get_json(client: httpx.AsyncClient, url: str) -> Any:
-    response = await client.get(url)
-    response.raise_for_status()
-    return response.json()
+async def _probe_one(target: Provider) -> Probe:
+    # Through the backend a provider of this target would have, and the prober discovery
+    # uses: an engine the wizard finds is one the node will find. Imported here: the
+    # providers bring trio and the HTTP client, which `gate` must not load to parse a command.
+    from gate_runner.providers.probe import ENGINES, probe_engine
 
-
-async def _probe_one(client: httpx.AsyncClient, target: Provider) -> Probe:
-    base = target.location.rstrip("/")
-    try:
-        with anyio.fail_after(PROBE_TIMEOUT):
-            if target.kind == "ollama":
-                tags = await _get_json(client, f"{base}/api/tags")
-                models = tuple(str(m["name"]) for m in tags["models"])
-                try:
-                    version = (await _get_json(client, f"{base}/api/version"))["version"]
-                    detail = f"Ollama {version}"
-                except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                    detail = "Ollama"  # the model list is what matters; old builds lack this
-            else:
-                listing = await _get_json(client, f"{base}/models")
-                models = tuple(str(m["id"]) for m in listing["data"])
-                detail = "an OpenAI-compatible server"
-    except (TimeoutError, httpx.TimeoutException):
-        return Probe(target, None, f"no answer within {PROBE_TIMEOUT:g}s")
-    except httpx.ConnectError:
-        return Probe(target, None, "connection refused")
-    except httpx.HTTPStatusError as e:
-        return Probe(target, None, f"HTTP {e.response.status_code} from {e.request.url.path}")
-    except httpx.HTTPError as e:
-        return Probe(target, None, str(e) or type(e).__name__)
-    except (ValueError, KeyError, TypeError):
-        engine = "Ollama" if target.kind == "ollama" else "an OpenAI-compatible server"
-        return Probe(target, None, f"something answered, but not as {engine} does")
-    return Probe(target, models, detail)
+    spec = ProviderSpec(
+        name=target.name,
+        kind=target.kind,
+        url=target.location,
+        timeout=PROVIDER_TIMEOUTS[target.kind],
+    )
+    result = await probe_engine(spec)
+    if not result.found:
+        return Probe(target, None, result.why_absent())
+    engine = ENGINES[target.kind]
+    version = result.health.version
+    detail = f"{engine} {version}" if version else engine
+    if result.models is None:  # it answers, but its listing failed: say so
+        return Probe(target, (), f"{detail} ({result.health.error})")
+    return Probe(target, tuple(m.id for m in result.models), detail)
 
 
 async def probe_all(
@@ -424,18 +406,15 @@ async def probe_all(
     """Probe every target at once; ``on_result`` sees each as it finishes. In target order."""
     targets = list(targets)
     results: dict[int, Probe] = {}
-    timeout = httpx.Timeout(PROBE_TIMEOUT, connect=_CONNECT_TIMEOUT)
 
-    async def one(index: int, target: Provider, client: httpx.AsyncClient) -> None:
-        results[index] = probe = await _probe_one(client, target)
+    async def one(index: int, target: Provider) -> None:
+        results[index] = probe = await _probe_one(target)
         if on_result is not None:
             on_result(probe)
 
-    # trust_env=False: a proxy from the environment must not answer for 127.0.0.1.
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-        async with anyio.create_task_group() as tg:
-            for index, target in enumerate(targets):
-                tg.start_soon(one, index, target, client)
+    async with anyio.create_task_group() as tg:
+        for index, target in enumerate(targets):
+            tg.start_soon(one, index, target)
     return [results[i] for i in range(len(targets))]
 
 

@@ -1,4 +1,5 @@
-"""The `discovery` component: probes well-known engine ports and registers what answers."""
+"""The `discovery` component: probes well-known engine ports and registers what answers,
+through the backend a static provider would have and the one prober (providers/probe.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ __all__ = ("DiscoveryComponent", "DiscoverySlice")
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 
 import anyio
@@ -17,6 +19,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gate_runner.components.base import RunContext
 from gate_runner.providers.base import Backend
 from gate_runner.providers.factory import build_backend
+from gate_runner.providers.probe import PROBE_TIMEOUT, probe_backend
 from gate_runner.spec import DiscoveryTarget, NodeSpec, ProviderSpec
 
 if TYPE_CHECKING:
@@ -26,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT = 2.0
 # A discovered engine is dropped after this many failed probes in a row, so that one
 # slow answer while it is busy does not make its models vanish.
 MISSES_BEFORE_DROP = 2
@@ -92,9 +94,14 @@ class DiscoveryComponent:
             self._slice = self._ctx = None
 
     async def _schedule(self, interval: float) -> None:
+        # The first scheduled round comes one interval after the probe made just before:
+        # an interval trigger would otherwise fire at once, probing twice in a row, and
+        # apscheduler 4.0.0a6 fails (KeyError in its memory store) when a schedule is
+        # removed while it fires, as a stop right after the start would do.
+        first = datetime.now(UTC) + timedelta(seconds=interval)
         await self._scheduler.add_schedule(
             "discovery-probe",
-            IntervalTrigger(seconds=interval),
+            IntervalTrigger(seconds=interval, start_time=first),
             id="discovery-probe",
             conflict_policy=ConflictPolicy.replace,
         )
@@ -148,22 +155,21 @@ class DiscoveryComponent:
                 self._misses[url] = 0
             return
         backend = self._backend(target, slice_)
-        with anyio.move_on_after(PROBE_TIMEOUT):
-            health = await backend.check_health()
-            if health.state != "Unhealthy":
-                entry = registry.add(backend, source="discovered")
-                self._found[url] = backend.name
-                self._misses[url] = 0
-                await registry.refresh(entry, within=PROBE_TIMEOUT)
-                log.info(
-                    "discovered %s at %s with %d models",
-                    backend.name,
-                    target.url,
-                    len(entry.models),
-                    extra={"provider": backend.name},
-                )
-                return
-        await backend.aclose()
+        probe = await probe_backend(backend, within=PROBE_TIMEOUT)
+        if not probe.found:
+            await backend.aclose()
+            return
+        entry = registry.add(backend, source="discovered")
+        registry.observe(entry, probe)
+        self._found[url] = backend.name
+        self._misses[url] = 0
+        log.info(
+            "discovered %s at %s with %d models",
+            backend.name,
+            target.url,
+            len(entry.models),
+            extra={"provider": backend.name},
+        )
 
     def _backend(self, target: DiscoveryTarget, slice_: DiscoverySlice) -> Backend:
         name = target.name

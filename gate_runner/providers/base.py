@@ -47,6 +47,8 @@ class Health:
     error: str | None = None
     version: str | None = None
     checked_at: float = field(default_factory=time.time)
+    # The exception behind ``error``, for a caller that words it for a person (the prober).
+    failure: Exception | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -170,7 +172,7 @@ async def timed(check: Callable[[], Awaitable[str | None]]) -> Health:
     try:
         version = await check()
     except (GateError, OSError, ValueError) as e:
-        return Health("Unhealthy", error=str(e))
+        return Health("Unhealthy", error=str(e), failure=e)
     latency = (time.perf_counter() - began) * 1000
     # An engine that takes over a second to answer a trivial probe is overloaded.
     return Health("Degraded" if latency > 1000 else "Healthy", latency_ms=latency, version=version)

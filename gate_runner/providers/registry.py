@@ -14,6 +14,7 @@ import anyio
 
 from gate_runner.errors import GateError
 from gate_runner.providers.base import Backend, Health, ModelInfo
+from gate_runner.providers.probe import ProbeResult, probe_backend
 from gate_runner.routing import CircuitBreaker, LoadStats
 
 log = logging.getLogger(__name__)
@@ -135,17 +136,15 @@ class ProviderRegistry:
         return found
 
     async def refresh(self, entry: ProviderEntry, *, within: float = 5.0) -> None:
-        """Check health and re-list models. A failed listing keeps the old list (a blip
-        should not make models vanish) but marks the provider Unhealthy."""
-        with anyio.move_on_after(within) as scope:
-            entry.health = await entry.backend.check_health()
-            if entry.health.state != "Unhealthy":
-                try:
-                    entry.set_models(await entry.backend.fetch_models(), at=self._clock())
-                except (GateError, OSError, ValueError, KeyError, TypeError) as e:
-                    entry.health = Health("Degraded", error=f"cannot list models: {e}")
-        if scope.cancelled_caught:
-            entry.health = Health("Unhealthy", error=f"no answer within {within:g}s")
+        """Check health and re-list models (providers/probe.py)."""
+        self.observe(entry, await probe_backend(entry.backend, within=within))
+
+    def observe(self, entry: ProviderEntry, probe: ProbeResult) -> None:
+        """Take in a probe of ``entry``'s backend. A failed listing keeps the old models (a
+        blip should not make them vanish); the probe's health says it failed."""
+        entry.health = probe.health
+        if probe.models is not None:
+            entry.set_models(list(probe.models), at=self._clock())
 
     async def refresh_stale(self, *, within: float = 2.0) -> None:
         """Re-list models of the providers whose cache is older than the TTL."""
