@@ -95,9 +95,7 @@ class DiscoveryComponent:
 
     async def _schedule(self, interval: float) -> None:
         # The first scheduled round comes one interval after the probe made just before:
-        # an interval trigger would otherwise fire at once, probing twice in a row, and
-        # apscheduler 4.0.0a6 fails (KeyError in its memory store) when a schedule is
-        # removed while it fires, as a stop right after the start would do.
+        # an interval trigger would otherwise fire at once, probing twice in a row.
         first = datetime.now(UTC) + timedelta(seconds=interval)
         await self._scheduler.add_schedule(
             "discovery-probe",

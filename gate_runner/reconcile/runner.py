@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Generic
 
 import anyio
-from apscheduler import AsyncScheduler
 
 from gate_runner.errors import GateError
 from gate_runner.events import EventBus
@@ -27,6 +26,7 @@ from gate_runner.logs import LogFeed
 from gate_runner.metrics import Metrics
 from gate_runner.reconcile.controller import Controller
 from gate_runner.reconcile.kind import Kind, Runtime, S
+from gate_runner.reconcile.scheduling import new_scheduler
 from gate_runner.reconcile.status import ComponentStatus
 from gate_runner.reconcile.supervisor import Supervisor
 from gate_runner.reconcile.watcher import watch_spec_file
@@ -132,7 +132,7 @@ async def run(
 
     stop_watching = anyio.Event()
     with _feeding_logs(events) as log_feed, runtime_file:
-        async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
+        async with new_scheduler() as scheduler, anyio.create_task_group() as tg:
             await scheduler.start_in_background()
             supervisor = Supervisor(task_group=tg, on_change=on_change)
             controller = Controller(

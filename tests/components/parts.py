@@ -26,6 +26,7 @@ from gate_runner.peers import PeerTable
 from gate_runner.providers.registry import ProviderRegistry
 from gate_runner.reconcile.controller import Controller
 from gate_runner.reconcile.planner import Plan
+from gate_runner.reconcile.scheduling import new_scheduler
 from gate_runner.reconcile.status import ComponentStatus, Condition
 from gate_runner.reconcile.supervisor import Backoff, Supervisor
 from gate_runner.router import Proxy
@@ -107,7 +108,7 @@ async def node_parts(loaded: LoadedSpec[NodeSpec]) -> AsyncIterator[Parts]:
     identity = Identity.generate()
     state = StateDB(spec.data_dir / "state.db")
     try:
-        async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
+        async with new_scheduler() as scheduler, anyio.create_task_group() as tg:
             await scheduler.start_in_background()
             requests = RequestLog(state)
             providers = ProviderRegistry()
@@ -236,18 +237,3 @@ async def fake_ollama(models: tuple[str, ...] = DEFAULT_MODELS) -> AsyncIterator
             yield engine
         finally:
             engine.shutdown.set()
-
-
-async def fired_once(scheduler: AsyncScheduler, schedule_id: str) -> None:
-    """Wait until ``schedule_id`` has fired once and been released. apscheduler 4.0.0a6's
-    memory store raises KeyError, and the scheduler stops, when a schedule is removed while
-    it is acquired for firing (MemoryDataStore.release_schedules); an interval schedule
-    fires at once, so a test that stops its component right away would race it."""
-
-    async def released() -> bool:
-        schedule = await scheduler.get_schedule(schedule_id)
-        return schedule.last_fire_time is not None and schedule.acquired_by is None
-
-    with anyio.fail_after(5):
-        while not await released():
-            await anyio.sleep(0.01)

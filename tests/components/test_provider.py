@@ -14,7 +14,6 @@ from tests.components.parts import (
     condition,
     converge,
     fake_ollama,
-    fired_once,
     load_node,
     node_parts,
     node_spec,
@@ -54,7 +53,6 @@ async def test_ready_with_its_models_and_a_new_timeout_swaps_the_backend(tmp_pat
             sup = parts.supervisor
             provider = ProviderComponent(providers=parts.providers, scheduler=parts.scheduler)
             await converge(sup, provider, parts.spec, generation=1)
-            await fired_once(parts.scheduler, "provider-health:local")
             ready = condition(sup, "provider", "local")
             assert (ready.status, ready.reason) == (True, "Healthy")
             assert ready.message.startswith(f"{len(DEFAULT_MODELS)} models, ")
@@ -85,7 +83,6 @@ async def test_a_dead_url_is_ready_but_unhealthy(tmp_path: Path) -> None:
         sup = parts.supervisor
         provider = ProviderComponent(providers=parts.providers, scheduler=parts.scheduler)
         await converge(sup, provider, parts.spec, generation=1)
-        await fired_once(parts.scheduler, "provider-health:gone")
         ready = condition(sup, "provider", "gone")
         # Registered and Ready (it may come up later), but its health says it is not there.
         assert (ready.status, ready.reason) == (True, "Unhealthy")
