@@ -14,8 +14,10 @@ from apscheduler import ConflictPolicy
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gate_runner.components.base import RunContext
+from gate_runner.providers.base import Backend
 from gate_runner.providers.factory import build_backend
 from gate_runner.providers.registry import ProviderEntry, ProviderRegistry
+from gate_runner.providers.scoped import scoped
 from gate_runner.spec import NodeSpec, ProviderSpec
 
 if TYPE_CHECKING:
@@ -31,6 +33,13 @@ class ProviderSlice:
     spec: ProviderSpec
     max_response_body: int
     rank: int  # position in spec.providers.static: the order among equally good targets
+
+
+def _backend(slice_: ProviderSlice) -> Backend:
+    """The provider's backend, showing only its allowed models under its prefix: the one
+    place these apply, since everything else reads the models the registry holds."""
+    backend = build_backend(slice_.spec, max_response_body=slice_.max_response_body)
+    return scoped(backend, slice_.spec)
 
 
 def report_health(ctx: RunContext, entry: ProviderEntry) -> None:
@@ -66,7 +75,7 @@ class ProviderComponent:
     ) -> None:
         registry = self._providers
         scheduler = self._scheduler
-        backend = build_backend(slice_.spec, max_response_body=slice_.max_response_body)
+        backend = _backend(slice_)
         try:
             await backend.start()
         except BaseException:
@@ -121,7 +130,7 @@ class ProviderComponent:
         entry.rank = new.rank
         if (old.spec, old.max_response_body) == (new.spec, new.max_response_body):
             return True
-        backend = build_backend(new.spec, max_response_body=new.max_response_body)
+        backend = _backend(new)
         try:
             await backend.start()
         except BaseException:

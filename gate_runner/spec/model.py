@@ -193,6 +193,11 @@ class ProviderSpec:
     model: str | None = None
     api_key_env: str | None = None
     timeout: float = 60.0
+    # The engine's models offered and routed to, as shell-style globs; None: all of them.
+    models: tuple[str, ...] | None = None
+    # Put before each model's name: "team/" lists llama3 as team/llama3, and a request for
+    # team/llama3 reaches the engine as llama3.
+    prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +508,8 @@ def build_node_spec(document: Mapping[str, Any], *, base_dir: Path | None = None
                     model=os.path.expanduser(p["model"]) if "model" in p else None,
                     api_key_env=p.get("apiKeyEnv"),
                     timeout=_timeout(p.get("timeout"), p["kind"]),
+                    models=_strings(p["models"]) if "models" in p else None,
+                    prefix=p.get("prefix", ""),
                 )
                 for p in _items(providers, "static")
             ),
