@@ -28,7 +28,10 @@ def test_the_link_opens_the_shell_and_every_page(
     ui_node: GateNode, page: Page, page_log: PageLog, shot: Shot, axe: Axe
 ) -> None:
     login(page, ui_node)
-    assert page.locator(".top .brand").inner_text().strip() == "test-node"
+    # The name comes with the first node.status after the socket opens.
+    page.wait_for_function(
+        "() => document.querySelector('.top .brand').innerText.trim() === 'test-node'"
+    )
     for name in PAGES:
         open_page(page, ui_node, name)
         page.wait_for_selector("main#main h1.page-title")

@@ -7,9 +7,12 @@ import { call, live } from "./rpc.js";
 
 export { call, h, html, live, render, useCallback, useEffect, useMemo, useRef, useState };
 
-// A page's own stylesheet (pages/<name>.css), linked once when the page first loads.
+// A page's own stylesheet, linked once when the page first loads: a relative href is taken
+// from pages/ (stylesheet("./peers.css") is /ui/pages/peers.css), an absolute one as it is.
+const PAGES_DIR = new URL("../pages/", import.meta.url);
+
 export function stylesheet(href) {
-  const url = new URL(href, import.meta.url).pathname;
+  const url = new URL(href, PAGES_DIR).pathname;
   if (!document.querySelector(`link[data-page-css="${url}"]`)) {
     const link = document.createElement("link");
     link.rel = "stylesheet";

@@ -9,8 +9,8 @@ export class RpcError extends Error {
     this.data = data;
   }
   // The JSON-RPC codes of gate_runner/wire/jsonrpc.py that a page reacts to.
-  get conflict() { return this.code === -32001; }
-  get invalidSpec() { return this.code === -32002; }
+  get invalidSpec() { return this.code === -32000; } // SPEC_INVALID: data.issues
+  get conflict() { return this.code === -32001; } // CONFLICT: a stale expectedGeneration
   get loggedOut() { return this.code === 401; }
 }
 

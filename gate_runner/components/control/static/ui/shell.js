@@ -25,12 +25,16 @@ function usePage(path) {
   const [page, setPage] = useState(() => loaded.get(path) ?? null);
   const [error, setError] = useState(null);
   useEffect(() => {
+    setError(null);
     if (loaded.has(path)) { setPage(() => loaded.get(path)); return; }
     setPage(null);
+    // A page that finishes loading after the user moved on must not replace the next one.
+    let current = true;
     import(`../pages/${path}.js`).then(
-      (module) => { loaded.set(path, module.default); setPage(() => module.default); },
-      () => setError(`The ${path} page did not load: reload the page.`),
+      (module) => { loaded.set(path, module.default); if (current) setPage(() => module.default); },
+      () => current && setError(`The ${path} page did not load: reload the page.`),
     );
+    return () => { current = false; };
   }, [path]);
   return { page, error };
 }
