@@ -232,6 +232,7 @@ export async function mountEditor(host, { text, label, maxBytes, onChange, onToo
   const shadow = host.shadowRoot ?? host.attachShadow({ mode: "open" });
   const parent = document.createElement("div");
   parent.className = "cm-host";
+  parent.style.height = "100%"; // CSSOM, which CSP allows; the page's CSS stops at the shadow root
   shadow.replaceChildren(parent);
   const dark = window.matchMedia("(prefers-color-scheme: dark)");
   const theme = new cm.Compartment();
