@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gate_runner.components.api import ApiComponent
+from gate_runner.components.api.app import ApiApp
 from gate_runner.components.api.component import request_recorder
 from gate_runner.components.base import Component
 from gate_runner.components.certs import CertsComponent
@@ -21,6 +22,7 @@ from gate_runner.components.control.pairing import pairing_methods
 from gate_runner.components.discovery import DiscoveryComponent
 from gate_runner.components.p2p import P2PComponent
 from gate_runner.components.providers import ProviderComponent
+from gate_runner.components.sites import SitePolicy
 from gate_runner.components.state import StateComponent
 from gate_runner.httpclient import Watchdog
 from gate_runner.peers import PeerTable
@@ -127,6 +129,17 @@ class NodeKind:
                 ]
             }
 
+        # The OpenAI API as the web UI reaches it through the control server ("Try it"): the
+        # same router (so the same request log and limits) as the API port. The control
+        # server's gatekeeper has checked the caller, so this app sees a local client and
+        # asks for no API key: a logged-in session is the node's owner (control/app.py).
+        ui_api = ApiApp(
+            proxy=router,
+            registry=providers,
+            node_info=lambda: {"hex": node_id.hex, "name": router.node_name},
+            sites=SitePolicy(bound_host="127.0.0.1"),
+        )
+
         components: list[Component[NodeSpec]] = [
             StateComponent(state=runtime.state, requests=requests),
             ControlComponent[NodeSpec](
@@ -138,6 +151,7 @@ class NodeKind:
                 metrics=runtime.metrics,
                 logs=runtime.logs,
                 methods=methods,
+                api=ui_api,
             ),
             ProviderComponent(providers=providers, scheduler=runtime.scheduler),
             DiscoveryComponent(providers=providers, scheduler=runtime.scheduler),

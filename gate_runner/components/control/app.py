@@ -1,6 +1,7 @@
 """The control server's HTTP surface: POST /rpc, the WebSocket /rpc/ws, the OpenRPC
 document, the web UI (its shell, its assets and the login pages), /metrics and /healthz,
-every one behind the gatekeeper and the security headers."""
+and on a node the UI's way to the OpenAI API (/v1/...), every one behind the gatekeeper
+and the security headers."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from gate_runner.components.control.auth import (
@@ -279,6 +280,60 @@ def _forget_session(response: Response, refusal: Refusal) -> Response:
     return response
 
 
+# What the UI may call of the node's OpenAI API through the control port ("Try it").
+API_PATHS: Final = (
+    ("/v1/chat/completions", "POST"),
+    ("/v1/completions", "POST"),
+    ("/v1/models", "GET"),
+)
+# Headers that say who is asking and from where: the gatekeeper has judged them, and the
+# API must see the in-process call as the local client it is (see _ApiPassThrough).
+_CALLER_HEADERS: Final = frozenset(
+    {
+        b"host",
+        b"origin",
+        b"referer",
+        b"cookie",
+        b"authorization",
+        b"sec-fetch-site",
+        b"sec-fetch-mode",
+        b"sec-fetch-dest",
+        b"sec-fetch-user",
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+    }
+)
+
+
+class _ApiPassThrough:
+    """The web UI's way to the node's OpenAI API. The API listens on another port, another
+    origin, which both the UI's CSP (connect-src 'self') and the API's own Host and Origin
+    checks refuse; so the control server answers a few /v1 paths itself, by handing the
+    request, in process and unbuffered (a stream goes on chunk by chunk, and a client that
+    leaves cancels it upstream), to the node's API app: the same router, request log and
+    limits as the API port.
+
+    The gatekeeper has checked the caller first (Host, Origin, and a session or the control
+    token). The API then sees a local client (Host 127.0.0.1, no Origin, no credential):
+    a logged-in session is the node's owner, so it counts as authorized even when
+    spec.listen.apiKeys is set (the node's API app for this path holds no keys)."""
+
+    def __init__(self, api: ASGIApp, refused: Callable[[HTTPConnection], Refusal | None]):
+        self._api = api
+        self._refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refused(HTTPConnection(scope))
+        if refusal is not None:
+            await _refusal_response(refusal)(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in _CALLER_HEADERS]
+        headers.append((b"host", b"127.0.0.1"))
+        await self._api({**scope, "headers": headers, "root_path": ""}, receive, send)
+
+
 def build_app(
     *,
     dispatcher: Dispatcher,
@@ -286,7 +341,9 @@ def build_app(
     events: EventBus,
     stopping: anyio.Event,
     metrics: Callable[[str | None], tuple[bytes, str]],
+    api: ASGIApp | None = None,
 ) -> ASGIApp:
+    """``api``: the node's OpenAI API app, served to the UI under /v1 (a relay has none)."""
     static = _static()
 
     def refused(conn: HTTPConnection) -> Refusal | None:
@@ -426,8 +483,13 @@ def build_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    routes: list[Route | WebSocketRoute] = []
+    if api is not None:
+        passthrough = _ApiPassThrough(api, refused)
+        routes += [Route(path, passthrough, methods=[method]) for path, method in API_PATHS]
     app = Starlette(
         routes=[
+            *routes,
             Route("/rpc", guarded(rpc), methods=["POST"]),
             WebSocketRoute("/rpc/ws", rpc_ws),
             Route("/rpc/openrpc.json", guarded(openrpc)),

@@ -58,7 +58,10 @@ class ControlComponent(Generic[S]):
         metrics: Metrics,
         logs: LogFeed,
         methods: MethodTables | None = None,
+        api: ASGIApp | None = None,
     ) -> None:
+        """``api``: the node's OpenAI API app, which the web UI reaches through this server
+        (its "Try it" page); a kind without one (the relay) passes none."""
         self._select = select
         self._node = node
         self._identity = identity
@@ -67,6 +70,7 @@ class ControlComponent(Generic[S]):
         self._metrics = metrics
         self._logs = logs
         self._methods = methods
+        self._api = api
 
     def desired(self, spec: S) -> Mapping[str, ControlSlice]:
         return {"control": self._select(spec)}
@@ -99,6 +103,7 @@ class ControlComponent(Generic[S]):
             events=self._events,
             stopping=ctx.stopping,
             metrics=self._metrics.render,
+            api=self._api,
         )
 
     async def run(
