@@ -75,8 +75,9 @@ class PendingPeers:
         self._max_age = max_age
         self._write_interval = write_interval
         self._clock = clock
-        # peer id -> (time of its last write, sightings since): insertion-ordered, oldest first.
-        self._recent: dict[str, tuple[float, int]] = {}
+        # peer id -> (time of its last write, sightings since, whether a name was written):
+        # insertion-ordered, oldest first.
+        self._recent: dict[str, tuple[float, int, bool]] = {}
 
     async def record(
         self, *, peer_id: str, name: str | None = None, address: str | None = None
@@ -87,12 +88,16 @@ class PendingPeers:
         full disk must not break the p2p handler that called this."""
         now = self._clock()
         last = self._recent.get(peer_id)
-        if last is not None and now - last[0] < self._write_interval:
-            self._recent[peer_id] = (last[0], last[1] + 1)
+        # The first sighting is often a request, which names nobody; the hello that follows
+        # within the minute gives the name, and a name not yet written is worth the write.
+        news = name is not None and not (last is not None and last[2])
+        if last is not None and now - last[0] < self._write_interval and not news:
+            self._recent[peer_id] = (last[0], last[1] + 1, last[2])
             return False
         count = 1 + (last[1] if last is not None else 0)
+        named = name is not None or (last is not None and last[2])
         self._recent.pop(peer_id, None)
-        self._recent[peer_id] = (now, 0)
+        self._recent[peer_id] = (now, 0, named)
         while len(self._recent) > _MAX_REMEMBERED:
             del self._recent[next(iter(self._recent))]
         row = (

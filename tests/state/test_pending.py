@@ -85,6 +85,20 @@ async def test_a_chatty_peer_is_written_once_a_minute_and_counted(
     assert (request.first_seen, request.last_seen, request.count) == (first, first + 60, 13)
 
 
+async def test_a_name_given_within_the_minute_is_written_at_once(
+    pending: PendingPeers, clock: Clock
+) -> None:
+    """A stranger's first sighting is usually its request (no name); its hello comes a moment
+    later with the name, which must not wait a minute behind the throttle."""
+    assert await pending.record(peer_id=PEER)
+    clock.now += 1
+    assert await pending.record(peer_id=PEER, name="bob")
+    (request,) = await pending.list()
+    assert request.name == "bob" and request.count == 2
+    clock.now += 5
+    assert not await pending.record(peer_id=PEER, name="bob")  # nothing new: throttled
+
+
 async def test_a_later_sighting_keeps_what_an_earlier_one_said(
     pending: PendingPeers, clock: Clock
 ) -> None:
