@@ -1,7 +1,7 @@
 // The dashboard: who this node is (name, id, identicon, an invite as text and QR code), its
 // spec and components, the peers and engines it reaches, live traffic, and the last requests.
 // Everything after the first read comes from live events; nothing polls.
-import { encode } from "qr";
+import { QrCode } from "../ui/qr.js";
 import { Card, CopyButton, Dot, Empty, ErrorText, Loading, ago, call, html, live, ms, shortId,
          stylesheet, useEffect, useRpc, useState } from "../ui/kit.js";
 import { Identicon } from "../ui/identicon.js";
@@ -16,26 +16,6 @@ const traffic = new Traffic(300);
 live.on("request.completed", (record) => traffic.add(record));
 
 const RECENT = 20;
-
-function QrCode({ text }) {
-  const { data, size } = encode(text, { ecc: "L", border: 2 });
-  // One rect per run of dark modules in a row: a third of the elements of one per module.
-  const runs = [];
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      if (!data[y][x]) continue;
-      const start = x;
-      while (x + 1 < size && data[y][x + 1]) x++;
-      runs.push(html`<rect x=${start} y=${y} width=${x - start + 1} height="1" />`);
-    }
-  }
-  // Dark on white in both themes: a scanner wants the quiet zone light.
-  return html`<svg class="qr" viewBox=${`0 0 ${size} ${size}`} role="img"
-      aria-label="QR code of this node's invite" shape-rendering="crispEdges">
-    <rect width=${size} height=${size} fill="#ffffff" />
-    <g fill="#000000">${runs}</g>
-  </svg>`;
-}
 
 function Identity({ status }) {
   const id = status.identity;

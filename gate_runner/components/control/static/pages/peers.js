@@ -3,7 +3,7 @@
 // link, #invite=...), a peer added by id, and the requests of nodes that dialed in unasked.
 // Every change goes through the peers.* methods, which edit gate.yaml with spec.apply and
 // the generation this page read; the lists re-read on live events, never on a timer.
-import { encode } from "qr";
+import { QrCode } from "../ui/qr.js";
 import { Card, CopyButton, Dot, Empty, ErrorText, Loading, Table, ago, bytes, call, html, live,
          ms, shortId, stylesheet, useEffect, useRef, useRpc, useState } from "../ui/kit.js";
 import { Identicon } from "../ui/identicon.js";
@@ -65,22 +65,6 @@ function rateText(limit) {
 
 function globs(text) {
   return text.split(/[\s,]+/).map((g) => g.trim()).filter(Boolean);
-}
-
-// -- the QR code of an invite: an SVG of rects, dark on white in both themes -------------
-function QrCode({ text }) {
-  const { data, size } = encode(text, { ecc: "L", border: 2 });
-  const cells = [];
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      if (data[y][x]) cells.push(html`<rect x=${x} y=${y} width="1" height="1" />`);
-    }
-  }
-  return html`<svg class="qr" viewBox=${`0 0 ${size} ${size}`} role="img"
-      aria-label="QR code of this node's invite" shape-rendering="crispEdges">
-    <rect width=${size} height=${size} fill="#ffffff" />
-    <g fill="#000000">${cells}</g>
-  </svg>`;
 }
 
 // -- the peers table ---------------------------------------------------------------------
