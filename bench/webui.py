@@ -35,18 +35,9 @@ from _loadgen import Connection  # noqa: E402
 from gateway import Cores, Processes, start_upstreams  # noqa: E402
 
 from tests.rig import GateNode, free_port  # noqa: E402
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 STATIC = ROOT / "gate_runner" / "components" / "control" / "static"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RATE = 200  # requests per second during the load phase
 
 
@@ -222,7 +213,9 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_ARGS)
+        )
         try:
             yield browser
         finally:

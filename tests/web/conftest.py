@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
+from openai import OpenAI
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route, ViewportSize
+
+    from tests.llm.engine import LlamaServer
+    from tests.rig import GateNode
 
 HERE = Path(__file__).resolve().parent
 # Screenshots land in tests/web/artifacts/<test>/ (git-ignored) rather than pytest's tmp_path:
@@ -232,3 +236,26 @@ def axe() -> Axe:
         return violations
 
     return run
+
+
+# -- a node in front of the real llama.cpp engine, and the `openai` client on its API ------
+
+
+def llama_extra(url: str) -> str:
+    """A static `openai` provider entry (under spec.providers) for the llama.cpp rig at url."""
+    return f"    static:\n      - {{name: llama, kind: openai, url: '{url}'}}\n"
+
+
+@pytest.fixture
+def llama_node(tmp_path: Path, node_factory: type[GateNode], llama_server: LlamaServer) -> GateNode:
+    node = node_factory(tmp_path, extra=llama_extra(llama_server.base_url))
+    node.start()
+    return node
+
+
+@pytest.fixture
+def client(llama_node: GateNode) -> Iterator[OpenAI]:
+    """The `openai` client pointed at the node's API port."""
+    base_url = f"http://127.0.0.1:{llama_node.api_port}/v1"
+    with OpenAI(base_url=base_url, api_key="unused", max_retries=0) as opened:
+        yield opened

@@ -6,12 +6,10 @@ the last-requests list and the traffic chart, with no reload."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import pytest
 from openai import OpenAI
 from playwright.sync_api import expect
 
@@ -24,26 +22,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page, Response
 
     from tests.web.conftest import Axe, Shot
-
-
-def llama_extra(url: str) -> str:
-    """A static `openai` provider entry (under spec.providers) for the llama.cpp rig at url."""
-    return f"    static:\n      - {{name: llama, kind: openai, url: '{url}'}}\n"
-
-
-@pytest.fixture
-def llama_node(tmp_path: Path, node_factory: type[GateNode], llama_server: LlamaServer) -> GateNode:
-    node = node_factory(tmp_path, extra=llama_extra(llama_server.base_url))
-    node.start()
-    return node
-
-
-@pytest.fixture
-def client(llama_node: GateNode) -> Iterator[OpenAI]:
-    """The `openai` client pointed at the node's API port."""
-    base_url = f"http://127.0.0.1:{llama_node.api_port}/v1"
-    with OpenAI(base_url=base_url, api_key="unused", max_retries=0) as opened:
-        yield opened
 
 
 def rpc_results(page: Page, method: str) -> list[Any]:

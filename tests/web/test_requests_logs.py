@@ -5,8 +5,6 @@ words; the log shows new lines live, by level, and holds them while paused."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -17,28 +15,12 @@ from playwright.sync_api import expect
 from tests.llm.engine import LlamaServer
 from tests.rig import GateNode
 from tests.web.conftest import PageLog
-from tests.web.test_dashboard import llama_extra
 from tests.web.ui import login, open_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
     from tests.web.conftest import Axe, Shot
-
-
-@pytest.fixture
-def llama_node(tmp_path: Path, node_factory: type[GateNode], llama_server: LlamaServer) -> GateNode:
-    node = node_factory(tmp_path, extra=llama_extra(llama_server.base_url))
-    node.start()
-    return node
-
-
-@pytest.fixture
-def client(llama_node: GateNode) -> Iterator[OpenAI]:
-    """The `openai` client pointed at the node's API port."""
-    base_url = f"http://127.0.0.1:{llama_node.api_port}/v1"
-    with OpenAI(base_url=base_url, api_key="unused", max_retries=0) as opened:
-        yield opened
 
 
 def ROWS(page: Page) -> Locator:  # noqa: N802
