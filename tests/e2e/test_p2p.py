@@ -307,3 +307,37 @@ def test_many_cancelled_requests_keep_the_link_up(
     records = alice.rpc("requests.list", {"limit": 200})
     assert sum(1 for r in records if r["status"] == 499) >= 100  # the left clients, recorded
     assert not any(r.get("msg") == "peer disconnected" for r in bob.log_records())
+
+
+def test_a_peer_declared_after_it_dialed_in_shows_connected(
+    tmp_path: Path, node_factory: type[GateNode]
+) -> None:
+    """Bob dials alice while alice does not know him (a pending request); once alice adds
+    him, her peer table says connected over the link that already exists."""
+    from tests.rig import run_gate
+
+    alice, alice_id = make_node(node_factory, tmp_path / "a", "alice")
+    bob, bob_id = make_node(node_factory, tmp_path / "b", "bob")
+    alice.start()
+    add_to_spec(
+        bob,
+        peers_yaml(
+            f"{{name: alice, id: {alice_id.node_id.peer_id},"
+            f" addrs: ['/ip4/127.0.0.1/tcp/{alice.p2p_port}']}}"
+        ),
+    )
+    bob.start()
+    alice.wait_for(
+        lambda: any(p["peerId"] == bob_id.node_id.peer_id for p in alice.rpc("peers.pending")),
+        timeout=20,
+        what="bob's request to connect",
+    )
+    added = run_gate("peers", "add", "bob", bob_id.node_id.peer_id, "-f", str(alice.spec_path))
+    assert added.returncode == 0, added.stderr
+    alice.wait_for(
+        lambda: (
+            [p["state"] for p in alice.rpc("peers.list") if p["name"] == "bob"] == ["connected"]
+        ),
+        timeout=10,
+        what="bob shown connected",
+    )

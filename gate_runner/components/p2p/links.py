@@ -127,6 +127,9 @@ class Links:
                         continue
                     backoff = 1.0
                 dial_error = None  # connected (by us or by its dial): the next failure is news
+                # A peer that dialed in before it was declared (approved from the pending
+                # requests) connected while nobody tracked it: it is connected now.
+                state.set_state("connected")
                 try:
                     with anyio.fail_after(HELLO_TIMEOUT):
                         await self._say_hello(peer.id)
