@@ -23,6 +23,7 @@ EVENT_TYPES = (
     "component.status",
     "peer.connected",
     "peer.disconnected",
+    "peer.pending",
     "request.completed",
     "log",
 )

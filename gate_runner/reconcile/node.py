@@ -85,7 +85,10 @@ class NodeKind:
         await tg.start(router.run)
 
         # Peers not in the spec that dialed in: kept for approval (peers.pending).
-        pending = PendingPeers(runtime.state)
+        def on_pending(peer_id: str, name: str | None) -> None:
+            events.publish("peer.pending", {"peerId": peer_id, "name": name})
+
+        pending = PendingPeers(runtime.state, on_record=on_pending)
         p2p = P2PComponent(
             identity=runtime.identity,
             peers=peers,

@@ -69,8 +69,12 @@ class PendingPeers:
         max_age: float = MAX_AGE,
         write_interval: float = WRITE_INTERVAL,
         clock: Callable[[], float] = time.time,
+        on_record: Callable[[str, str | None], None] | None = None,
     ) -> None:
+        """``on_record(peer_id, name)`` is told of each sighting written (the node publishes
+        it as a peer.pending event, so that a page showing the requests needs no polling)."""
         self._db = db
+        self._on_record = on_record
         self._max_rows = max_rows
         self._max_age = max_age
         self._write_interval = write_interval
@@ -143,6 +147,8 @@ class PendingPeers:
                 extra={"peer": peer_id},
             )
             return False
+        if self._on_record is not None:
+            self._on_record(peer_id, name)
         return True
 
     async def list(self) -> list[PendingRequest]:

@@ -56,6 +56,7 @@ def test_every_method_is_listed_with_params_and_result(document: dict[str, Any])
         "component.status",
         "peer.connected",
         "peer.disconnected",
+        "peer.pending",
         "request.completed",
         "log",
     }

@@ -4,6 +4,7 @@ memory store raised KeyError there, which stopped the scheduler and with it `gat
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 from apscheduler import ConflictPolicy
 from apscheduler.triggers.interval import IntervalTrigger
@@ -32,7 +33,7 @@ async def test_removing_a_schedule_as_it_fires_keeps_the_scheduler_running() -> 
                 id=f"s{i}",
                 conflict_policy=ConflictPolicy.replace,
             )
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             await scheduler.remove_schedule(f"s{i}")
         with anyio.fail_after(5):
             await scheduler.add_schedule("tick", IntervalTrigger(seconds=60), id="last")

@@ -204,3 +204,16 @@ def test_an_older_state_db_gains_the_table_and_keeps_its_rows(tmp_path: Path) ->
         assert conn.execute("SELECT COUNT(*) FROM pending_peers").fetchone() == (0,)
     finally:
         conn.close()
+
+
+async def test_each_write_is_told_and_nothing_else(db: StateDB, clock: Clock) -> None:
+    """The node publishes what on_record hears as peer.pending: once per write, not per
+    throttled sighting."""
+    told: list[tuple[str, str | None]] = []
+    pending = PendingPeers(db, clock=clock, on_record=lambda peer, name: told.append((peer, name)))
+    await pending.record(peer_id=PEER)
+    clock.now += 1
+    await pending.record(peer_id=PEER, name="bob")
+    clock.now += 5
+    await pending.record(peer_id=PEER, name="bob")  # throttled: nothing to tell
+    assert told == [(PEER, None), (PEER, "bob")]

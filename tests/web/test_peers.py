@@ -61,14 +61,14 @@ def pending_item(page: Page, peer_id: str) -> Locator:
 
 
 def wait_for_request(page: Page, node: GateNode, peer_id: str) -> Locator:
-    """A new request to connect has no event of its own: "Check again" re-reads it."""
+    """A new request to connect arrives as a peer.pending event: the page shows it with no
+    reload and no click."""
     item = pending_item(page, peer_id)
     node.wait_for(
         lambda: any(r["peerId"] == peer_id for r in node.rpc("peers.pending")),
         timeout=30,
         what=f"a pending request from {peer_id}",
     )
-    page.get_by_role("button", name="Check again").click()
     item.wait_for(timeout=5_000)
     return item
 

@@ -581,6 +581,8 @@ EVENT_SCHEMAS: dict[str, dict[str, Any]] = {
     "component.status": _COMPONENT,
     "peer.connected": _obj({"peerId": _STR, "name": _STR}),
     "peer.disconnected": _obj({"peerId": _STR, "name": _STR, "error": _STR_OR_NULL}),
+    # A peer not in the spec asked to connect (or said its name): peers.pending has it.
+    "peer.pending": _obj({"peerId": _STR, "name": _STR_OR_NULL}),
     "request.completed": _REQUEST,
     "log": _LOG_ENTRY,
 }

@@ -497,15 +497,8 @@ export default function Page() {
     events: ["peer.connected", "peer.disconnected", "spec.applied", "request.completed"], ms: 500,
   });
   const pending = useRpc("peers.pending", {}, {
-    events: ["peer.connected", "peer.disconnected", "spec.applied"],
+    events: ["peer.pending", "peer.connected", "peer.disconnected", "spec.applied"],
   });
-  // A new request to connect has no event of its own (only "Check again" and a reconnect
-  // re-read it): also look again when the person comes back to this tab.
-  useEffect(() => {
-    const onVisible = () => { if (document.visibilityState === "visible") pending.reload().catch(() => {}); };
-    document.addEventListener("visibilitychange", onVisible);
-    return () => document.removeEventListener("visibilitychange", onVisible);
-  }, []);
   // A change to the spec, made against the generation this page read. The lists re-read
   // right after (the spec.applied event would do it too, a moment later).
   const mutate = async (method, params) => {
