@@ -108,6 +108,38 @@ def test_sessions_need_a_same_origin_caller_except_for_page_loads() -> None:
     assert ask(k, authorization=None, cookie_session=session, origin=origin) == 401
 
 
+def test_a_session_outlives_its_gatekeeper_when_the_store_is_shared() -> None:
+    """The control component keeps the sessions across restarts of its server: a new
+    gatekeeper on the same store still knows the browser, and a logout ends it for both."""
+    clock = Clock()
+    sessions: dict[str, float] = {}
+
+    def make() -> Gatekeeper:
+        return Gatekeeper(
+            token="t0ken",
+            bound_host="127.0.0.1",
+            port=8145,
+            tls=False,
+            sessions=sessions,
+            clock=clock,
+        )
+
+    first = make()
+    code, _ = first.new_login(60)
+    session = first.redeem(code, client="10.0.0.1")
+    assert isinstance(session, str)
+    second = make()  # the restarted server
+    origin = "http://127.0.0.1:8145"
+    assert ask(second, authorization=None, cookie_session=session, origin=origin) is None
+    second.end_session(session)
+    assert ask(first, authorization=None, cookie_session=session, origin=origin) == 401
+    # Without a shared store (one gatekeeper each), a session is its server's alone.
+    alone = keeper(clock=clock)
+    code, _ = alone.new_login(60)
+    own = alone.redeem(code, client="10.0.0.1")
+    assert ask(keeper(clock=clock), authorization=None, cookie_session=own, origin=origin) == 401
+
+
 def test_an_expired_login_code_is_refused() -> None:
     clock = Clock()
     k = keeper(clock=clock)

@@ -74,8 +74,12 @@ class Gatekeeper:
         port: int,
         tls: bool,
         extra_origins: Iterable[str] = (),
+        sessions: dict[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``sessions`` (session id -> expiry on ``clock``) outlives this gatekeeper when the
+        control component passes its own: a restart of the control server (a new address,
+        TLS or origins) then does not log the browser out, and its socket reconnects."""
         self._token = f"Bearer {token}".encode()
         self._clock = clock
         self._scheme = "https" if tls else "http"
@@ -96,7 +100,7 @@ class Gatekeeper:
         # guesser nothing about how close a guess came, and a memory dump holds no live code.
         self._logins: dict[bytes, float] = {}  # code digest -> expiry
         self._spent: dict[bytes, tuple[Reason, float]] = {}  # code digest -> why, forget at
-        self._sessions: dict[str, float] = {}  # session id -> expiry
+        self._sessions = {} if sessions is None else sessions  # session id -> expiry
         self._failures: dict[str, deque[float]] = {}
 
     def _netloc(self, host: str) -> str:

@@ -71,6 +71,8 @@ class ControlComponent(Generic[S]):
         self._logs = logs
         self._methods = methods
         self._api = api
+        # Browser sessions outlive a restart of this component's server (control/auth.py).
+        self._sessions: dict[str, float] = {}
 
     def desired(self, spec: S) -> Mapping[str, ControlSlice]:
         return {"control": self._select(spec)}
@@ -96,6 +98,7 @@ class ControlComponent(Generic[S]):
             port=port,
             tls=security.tls,
             extra_origins=security.origins,
+            sessions=self._sessions,
         )
         return build_app(
             dispatcher=self._dispatcher(Serving(self._node, ctx.stopping, gatekeeper)),
@@ -132,5 +135,5 @@ class ControlComponent(Generic[S]):
 
     async def update(self, name: str, old: ControlSlice, new: ControlSlice) -> bool:
         # A new address needs a new socket, and new TLS settings or origins a new gatekeeper
-        # (its login links and sessions go with it): restart for any change.
+        # (its login links go with it; browser sessions stay): restart for any change.
         return False
