@@ -302,3 +302,45 @@ class ServerProcess:
                 self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def refused_posts_on_one_connection(
+    port: int, *, path: str, headers: str, body: bytes, times: int = 3
+) -> list[bytes]:
+    """Send ``times`` POSTs on one kept-alive connection, each body a moment after its head
+    (as a loaded client's second write arrives), and return each response's status line.
+    A server that answers before the body and then closes fails the second one."""
+    statuses = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\n{headers}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        for _ in range(times):
+            sock.sendall(head)
+            time.sleep(0.1)
+            sock.sendall(body)
+            reply = b""
+            while b"\r\n\r\n" not in reply:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            statuses.append(reply.split(b"\r\n", 1)[0])
+            length = int(
+                next(
+                    (
+                        line.split(b":", 1)[1]
+                        for line in reply.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    b"0",
+                )
+            )
+            rest = reply.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in reply else b""
+            while len(rest) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+    return statuses

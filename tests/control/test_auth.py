@@ -4,6 +4,7 @@ the HTTP and the WebSocket side."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -16,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.control.conftest import ws_connect
-from tests.rig import GateNode
+from tests.rig import GateNode, refused_posts_on_one_connection
 
 pytestmark = pytest.mark.e2e
 
@@ -237,3 +238,17 @@ def test_wrong_tokens_and_bad_sessions_count_and_the_lockout_is_not_renewed(
         for _ in range(20):  # refused while locked: not counted
             client.post(f"{base}/rpc", json=STATUS, headers={"Authorization": "Bearer wrong"})
         assert int(client.post(f"{base}/rpc", json=STATUS).headers["retry-after"]) <= wait
+
+
+def test_a_refused_post_keeps_its_connection(control_node: GateNode) -> None:
+    """A refusal answers only once the request's body is in: otherwise the server closes the
+    connection when the body arrives, and a kept-alive client's next call on it fails (seen
+    under load as 'Server disconnected without sending a response')."""
+    port = control_node.control_port
+    statuses = refused_posts_on_one_connection(
+        port,
+        path="/rpc",
+        headers=f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer wrong\r\n",
+        body=json.dumps(STATUS).encode(),
+    )
+    assert [s.split(b" ")[1] for s in statuses] == [b"401", b"401", b"401"]

@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.rig import GateNode, ServerProcess, linked_pair, ollama_provider, run_gate
+from tests.rig import (
+    GateNode,
+    ServerProcess,
+    linked_pair,
+    ollama_provider,
+    refused_posts_on_one_connection,
+    run_gate,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -203,3 +210,15 @@ def test_a_body_that_does_not_arrive_in_time_gets_408(node: GateNode) -> None:
     assert time.monotonic() - began < 4
     # A whole request on a new connection is served as usual.
     assert httpx.post(f"http://127.0.0.1:{node.api_port}/v1/chat/completions", json=CHAT).is_success
+
+
+def test_a_refused_post_keeps_its_connection(node: GateNode) -> None:
+    """The API's refusals (here a foreign Host) take in the body first, as the control
+    plane's do, so a kept-alive client is not cut off."""
+    statuses = refused_posts_on_one_connection(
+        node.api_port,
+        path="/v1/chat/completions",
+        headers="Host: evil.example\r\n",
+        body=b'{"model": "llama3:8b", "messages": []}',
+    )
+    assert [s.split(b" ")[1] for s in statuses] == [b"421", b"421", b"421"]

@@ -18,7 +18,7 @@ from gate_runner.components.sites import SitePolicy
 from gate_runner.httpclient import UpstreamError
 from gate_runner.providers.registry import ProviderRegistry
 from gate_runner.router import ClientGone, Proxy, send_error
-from gate_runner.wire.asgi import Receive, Scope, Send
+from gate_runner.wire.asgi import Receive, Scope, Send, drain_body
 from gate_runner.wire.openai import ENDPOINT_BY_PATH, NO_PROVIDER_HINT, OpenAIError, openai_error
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class ApiApp:
                     send = _with_cors(send, origin)
                 await self._http(scope, receive, send)
             except OpenAIError as e:  # refused before any response (the router answers its own)
+                await drain_body(receive)  # unread: take it, so the connection stays usable
                 await send_error(send, e)
             except (UpstreamError, ClientGone):
                 raise  # mid-response: cutting the connection is all that is left

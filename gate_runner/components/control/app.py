@@ -46,6 +46,7 @@ from gate_runner.components.control.headers import (
 from gate_runner.components.control.rpc import Dispatcher
 from gate_runner.components.control.ws import serve_websocket
 from gate_runner.events import EventBus
+from gate_runner.wire.asgi import drain_body
 
 # The RPC body carries at most a spec (1 MiB) plus JSON framing.
 _MAX_BODY = 2 << 20
@@ -327,6 +328,7 @@ class _ApiPassThrough:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self._refused(HTTPConnection(scope))
         if refusal is not None:
+            await drain_body(receive)
             await _refusal_response(refusal)(scope, receive, send)
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in _CALLER_HEADERS]
@@ -369,6 +371,7 @@ def build_app(
         async def checked(request: Request) -> Response:
             refusal = refused(request)
             if refusal is not None:
+                await drain_body(request.receive)  # so the connection stays usable
                 return _refusal_response(refusal)
             return await endpoint(request)
 

@@ -493,8 +493,12 @@ function AddPeer({ mutate }) {
 
 export default function Page() {
   const status = useRpc("node.status", {}, { events: ["spec.applied"] });
+  // component.status too: the peer table fills when the p2p host comes up, which can be
+  // after the spec.applied of a peer added while py-libp2p was still loading.
   const peers = useRpc("peers.list", {}, {
-    events: ["peer.connected", "peer.disconnected", "spec.applied", "request.completed"], ms: 500,
+    events: ["peer.connected", "peer.disconnected", "spec.applied", "request.completed",
+             "component.status"],
+    ms: 500,
   });
   const pending = useRpc("peers.pending", {}, {
     events: ["peer.pending", "peer.connected", "peer.disconnected", "spec.applied"],
