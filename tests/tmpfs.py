@@ -12,14 +12,14 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.rig import skip_unless_allowed
 
 
 @contextlib.contextmanager
 def mounted_tmpfs(path: Path, *, size: str = "256k") -> Iterator[Path]:
     """A tmpfs of ``size`` at ``path`` (made if missing) for the duration of the block."""
     if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs and fill it (CI runs as root)")
+        skip_unless_allowed("needs root to mount a small tmpfs and fill it (CI runs as root)")
     path.mkdir(parents=True, exist_ok=True)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
@@ -28,7 +28,7 @@ def mounted_tmpfs(path: Path, *, size: str = "256k") -> Iterator[Path]:
         check=False,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"mount -t tmpfs is not permitted here: {mounted.stderr.strip()}")
+        skip_unless_allowed(f"mount -t tmpfs is not permitted here: {mounted.stderr.strip()}")
     try:
         yield path
     finally:

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from gate_runner.identity import Identity
-from tests.rig import GateNode, ServerProcess, free_port
+from tests.rig import GateNode, ServerProcess, free_port, skip_unless_allowed
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ def _ip(*args: str) -> None:
 @pytest.fixture
 def namespace() -> Iterator[str]:
     if os.geteuid() != 0:
-        pytest.skip("creating network namespaces needs root (CI and make test run as root)")
+        skip_unless_allowed("creating network namespaces needs root (CI runs as root)")
     if shutil.which("ip") is None:
         pytest.fail(
             "the ip command is not installed (`scripts/system-deps.sh test` installs iproute2)"
@@ -38,7 +38,7 @@ def namespace() -> Iterator[str]:
     try:
         _ip("netns", "add", ns)
     except subprocess.CalledProcessError as e:
-        pytest.skip(f"the kernel refused a network namespace here: {e.stderr.strip()}")
+        skip_unless_allowed(f"the kernel refused a network namespace here: {e.stderr.strip()}")
     try:
         _ip("link", "add", here, "type", "veth", "peer", "name", there)
         _ip("link", "set", there, "netns", ns)
