@@ -13,6 +13,7 @@ Needs nginx (the upstream; scripts/bench-deps.sh), chromium and playwright (make
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -66,11 +67,8 @@ def _static_server(port: int, ready: threading.Event) -> None:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(_serving, serve, app, config)
+            await nursery.start(functools.partial(serve, app, config))
             ready.set()
-
-    async def _serving(serve_: Any, app_: Any, config_: Any, *, task_status: Any) -> None:
-        await serve_(app_, config_, task_status=task_status)
 
     trio.run(main)
 

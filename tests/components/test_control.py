@@ -11,7 +11,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from apscheduler import AsyncScheduler
 
 from gate_runner.components.control import ControlComponent, ControlSlice
 from gate_runner.components.control.methods import Serving, node_methods
@@ -23,6 +22,7 @@ from gate_runner.metrics import Metrics
 from gate_runner.reconcile.controller import Controller
 from gate_runner.reconcile.kind import Runtime
 from gate_runner.reconcile.relay import RELAY_KIND
+from gate_runner.reconcile.scheduling import new_scheduler
 from gate_runner.reconcile.supervisor import Supervisor
 from gate_runner.spec import RELAY, NodeSpec, load_spec
 from gate_runner.state import StateDB
@@ -200,7 +200,7 @@ spec:
     identity = Identity.generate()
     state = StateDB(tmp_path / "state.db")
     try:
-        async with AsyncScheduler() as scheduler, anyio.create_task_group() as tg:
+        async with new_scheduler() as scheduler, anyio.create_task_group() as tg:
             await scheduler.start_in_background()
             sup = Supervisor(task_group=tg, backoff=FAST)
             controller = Controller(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pytest
-
 from tests.rig import GateNode
 from tests.web.conftest import PageLog
 from tests.web.ui import login, open_page
@@ -19,21 +17,16 @@ if TYPE_CHECKING:
 PAGES = ["dashboard", "peers", "providers", "try", "config", "requests", "logs"]
 
 
-@pytest.fixture
-def ui_node(node: GateNode) -> GateNode:
-    return node
-
-
 def test_the_link_opens_the_shell_and_every_page(
-    ui_node: GateNode, page: Page, page_log: PageLog, shot: Shot, axe: Axe
+    node: GateNode, page: Page, page_log: PageLog, shot: Shot, axe: Axe
 ) -> None:
-    login(page, ui_node)
+    login(page, node)
     # The name comes with the first node.status after the socket opens.
     page.wait_for_function(
         "() => document.querySelector('.top .brand').innerText.trim() === 'test-node'"
     )
     for name in PAGES:
-        open_page(page, ui_node, name)
+        open_page(page, node, name)
         page.wait_for_selector("main#main h1.page-title")
         assert axe(page) == [], name
     assert page_log.console_errors() == [] and page_log.page_errors == []
