@@ -128,7 +128,9 @@ function List() {
     let pending = [];
     let timer = null;
     const load = () => call("requests.list", params(filter)).then(
-      (list) => { if (!alive) return; setRows(list); setMore(list.length === PAGE); setError(null); pending = []; },
+      // Events still pending stay: one that arrived while this list was read may be newer
+      // than it (the flush skips the ids the list already has).
+      (list) => { if (!alive) return; setRows(list); setMore(list.length === PAGE); setError(null); },
       (e) => alive && setError(e),
     );
     // Events come in bursts (hundreds a second under load): batch them into one render.
