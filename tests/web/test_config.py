@@ -6,11 +6,13 @@ keeps its comments, a change made elsewhere (the CLI, a second browser) is a con
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from playwright.sync_api import expect
 
 from tests.rig import GateNode, run_gate
 from tests.web.conftest import DESKTOP, PageLog
@@ -424,8 +426,8 @@ def test_without_the_editor_bundle_a_plain_text_box_still_edits_and_checks(
     login(page, node)
     open_page(page, node, "config")
     area = page.locator(".editor-host textarea.yaml-fallback")
-    area.wait_for()
-    assert "name: test-node" in area.input_value()
+    # The box appears before spec.get has answered: wait for the spec in it.
+    expect(area).to_have_value(re.compile("name: test-node"), timeout=10_000)
     page.get_by_text("The full editor did not load").wait_for()
     area.fill(area.input_value().replace("name: test-node", "name: Bad_Name"))
     issue = page.locator(".issues li").first
